@@ -1,0 +1,154 @@
+"""The codec: request bodies in, replies out, and panda-client's positional job states.
+
+Legacy rules (S25 server/panda.py, reference/pilot.md §3.1):
+- a body with Content-Type application/json is gunzipped when it is gzip (pilot3 never sets
+  Content-Encoding), then parsed; JSON true/false become "True"/"False";
+- other bodies are form data; GET uses the query string;
+- the reply is JSON iff the Accept header contains application/json, else urlencoded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import urllib.parse
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+from panda_server.protocol.jobspec import JobSpec, SpecError, wire_value
+
+GZIP_MAGIC = b"\x1f\x8b"
+DEFAULT_MAX_BODY = 16 * 1024 * 1024  # decompressed bytes accepted in one request
+
+
+class BodyError(ValueError):
+    """A request body we refuse to read (too large, not gzip, not JSON, wrong shape)."""
+
+
+def gunzip_capped(raw: bytes, limit: int) -> bytes:
+    """Decompress gzip without ever holding more than `limit` bytes (a zip bomb stops early)."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise BodyError(f"body looks gzip-compressed but cannot be decompressed: {exc}") from None
+    if len(out) > limit or d.unconsumed_tail:
+        raise BodyError(f"decompressed body exceeds {limit} bytes")
+    return out
+
+
+def _json_scalar(value: Any) -> Any:
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    return value
+
+
+def decode_body(raw: bytes, content_type: str | None, *, limit: int = DEFAULT_MAX_BODY,
+                content_encoding: str | None = None) -> dict[str, Any]:
+    """Parse a legacy request body into a flat dict of parameters."""
+    if len(raw) > limit:
+        raise BodyError(f"body exceeds {limit} bytes")
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if raw[:2] == GZIP_MAGIC or (content_encoding or "").lower() == "gzip":
+        raw = gunzip_capped(raw, limit)
+    if ctype == "application/json":
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BodyError(f"body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise BodyError("a JSON body must be an object of parameters")
+        return {str(k): _json_scalar(v) for k, v in data.items()}
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BodyError("form body is not UTF-8") from None
+    return dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
+
+
+def accepts_json(accept_header: str | None) -> bool:
+    return "application/json" in (accept_header or "")
+
+
+def encode_reply(data: Mapping[str, Any], as_json: bool) -> tuple[str, str]:
+    """(body, content type) for a legacy reply dict such as {"StatusCode": 0, ...}."""
+    if as_json:
+        return json.dumps({k: _plain(v) for k, v in data.items()}, default=str), "application/json"
+    return urllib.parse.urlencode({k: wire_value(v) for k, v in data.items()}), "text/plain"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return wire_value(value)
+    if hasattr(value, "value") and isinstance(value, int):  # IntEnum → int
+        return int(value)
+    return value
+
+
+def decode_reply(text: str) -> dict[str, Any]:
+    """Client side: a legacy reply is JSON if it looks like an object, else urlencoded."""
+    text = text.strip()
+    if text.startswith("{"):
+        return json.loads(text)
+    return dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
+
+
+# --- panda-client's positional job states (pandaclient/MiscUtils.dump_jobs_json) -------------
+
+def _encode_special(obj: Any) -> Any:
+    if isinstance(obj, dt.datetime):
+        return {"_datetime_object": obj.strftime("%Y-%m-%d %H:%M:%S.%f")}
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+def _decode_special(obj: dict[str, Any]) -> Any:
+    if "_datetime_object" in obj:
+        return dt.datetime.strptime(str(obj["_datetime_object"]), "%Y-%m-%d %H:%M:%S.%f")
+    return obj
+
+
+def dump_job_states(jobs: list[JobSpec]) -> str:
+    return json.dumps([job.to_state() for job in jobs], default=_encode_special)
+
+
+def load_job_states(text: str, *, max_jobs: int) -> list[JobSpec]:
+    """Parse a `jobs` parameter; errors name the job index and the attribute."""
+    try:
+        states = json.loads(text, object_hook=_decode_special)
+    except (TypeError, ValueError) as exc:
+        raise BodyError(f"jobs is not valid JSON: {exc}") from None
+    if not isinstance(states, list):
+        raise BodyError("jobs must be a JSON list of job states")
+    if len(states) > max_jobs:
+        raise BodyError(f"too many jobs in one submission: {len(states)} > {max_jobs}")
+    jobs = []
+    for index, state in enumerate(states):
+        try:
+            jobs.append(JobSpec.from_state(state))
+        except SpecError as exc:
+            raise BodyError(f"job {index}: {exc}") from None
+    return jobs
+
+
+# --- /api/v1 JSON: datetimes as {"__datetime__": iso} (S25 api; pandaclient decode_special_cases)
+
+def v1_default(obj: Any) -> Any:
+    if isinstance(obj, dt.datetime):
+        return {"__datetime__": obj.isoformat()}
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+def v1_object_hook(obj: dict[str, Any]) -> Any:
+    if "__datetime__" in obj:
+        return dt.datetime.fromisoformat(obj["__datetime__"])
+    return obj
+
+
+def v1_envelope(success: bool, message: str = "", data: Any = None) -> str:
+    return json.dumps({"success": success, "message": message, "data": data}, default=v1_default)

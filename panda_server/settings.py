@@ -1,0 +1,108 @@
+"""Server settings: read once from PANDA_* environment variables, frozen, passed down.
+
+This module is the server's only reader of os.environ. Each field says where its default comes
+from; `panda-server settings` prints the effective values (never secrets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    # PostgreSQL URL of the PanDA DB (SQLAlchemy form, psycopg 3 driver)
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:16432/panda"
+    # Where panda-ca wrote the PKI: ca/ (hashed CA dir), hostcert.pem, hostkey.pem, *.proxy
+    pki_dir: Path = ROOT / "var" / "pki"
+    # Classic ports (S08 httpd conf): 25080 http for passive reads, 25443 https for everything
+    host: str = "127.0.0.1"
+    http_port: int = 25080
+    https_port: int = 25443
+    # Public base URLs the server advertises (getServer, queuedata); default from host/ports
+    server_name: str = "localhost"
+    # Sandboxes and other files served under /cache/
+    cache_dir: Path = ROOT / "var" / "cache"
+    # Queue definitions loaded by `panda-schedconfig sync` (one JSON file per queue)
+    schedconfig_dir: Path = ROOT / "schedconfig" / "queues"
+    # DN regexes whose owners act as pilots (S25 pilot_owners) or production managers (production_dns).
+    # VOMS roles (/<vo>/Role=pilot|production) grant the same; see web/auth.py.
+    pilot_dns: tuple[str, ...] = (r"^/DC=org/DC=pandawms/OU=Robots/CN=pilot$",)
+    production_dns: tuple[str, ...] = ()
+    # Request limits: body bytes after decompression, jobs per submission (S08 Client: 2000),
+    # ids per status query (S08 getJobStatus: 2500; v1 get_description: 5500)
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_jobs_per_submit: int = 2000
+    max_ids_per_query: int = 5500
+    # getJob: candidates tried per call before answering "no jobs" (S08 getJobs tries 10-11)
+    claim_attempts: int = 10
+    # Daemon cycle periods in seconds
+    setupper_interval: float = 5.0
+    adder_interval: float = 5.0
+    # gunicorn: gthread workers × threads (TLS needs keep-alive, hence gthread)
+    workers: int = 2
+    threads: int = 8
+    log_level: str = "INFO"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.pki_dir / "ca"
+
+    @property
+    def hostcert(self) -> Path:
+        return self.pki_dir / "hostcert.pem"
+
+    @property
+    def hostkey(self) -> Path:
+        return self.pki_dir / "hostkey.pem"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.server_name}:{self.http_port}"
+
+    @property
+    def url_ssl(self) -> str:
+        return f"https://{self.server_name}:{self.https_port}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            key = "PANDA_" + field.name.upper()
+            if key in env:
+                values[field.name] = _convert(field, env[key])
+        values.update(overrides)
+        return cls(**values)
+
+    def describe(self) -> dict[str, str]:
+        """Effective settings for display (the DB password, if any, is masked)."""
+        out = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "database_url" and "@" in str(value) and ":" in str(value).split("@")[0][13:]:
+                head, tail = str(value).split("@", 1)
+                value = head.rsplit(":", 1)[0] + ":***@" + tail
+            out["PANDA_" + field.name.upper()] = str(value)
+        return out
+
+
+def _convert(field: dataclasses.Field, text: str) -> Any:
+    default = field.default
+    if isinstance(default, bool):
+        return text.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(text)
+    if isinstance(default, float):
+        return float(text)
+    if isinstance(default, Path):
+        return Path(text)
+    if isinstance(default, tuple):
+        return tuple(p for p in (s.strip() for s in text.split(";")) if p)
+    return text
