@@ -29,6 +29,8 @@ class Settings:
     server_name: str = "localhost"
     # Sandboxes and other files served under /cache/
     cache_dir: Path = ROOT / "var" / "cache"
+    # Root under which each DDM endpoint (storage element) without its own se_path keeps files
+    storage_root: Path = ROOT / "var" / "storage"
     # Queue definitions loaded by `panda-schedconfig sync` (one JSON file per queue)
     schedconfig_dir: Path = ROOT / "schedconfig" / "queues"
     # DN regexes whose owners act as pilots (S25 pilot_owners) or production managers (production_dns).

@@ -8,14 +8,29 @@ migrations/ create exactly this; tests/db/test_schema.py compares the two.
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger, Column, DateTime, Float, Index, Integer, MetaData, PrimaryKeyConstraint, Sequence,
-    String, Table, Text,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Sequence,
+    String,
+    Table,
+    Text,
 )  # fmt: skip
 from sqlalchemy.dialects.postgresql import JSONB
 
 from panda_server.protocol.jobspec import (
-    DIAG_LIMITS, FILE_ATTRIBUTES, FILE_INT_ATTRIBUTES, JOB_ATTRIBUTES, JOB_DATETIME_ATTRIBUTES,
-    JOB_FLOAT_ATTRIBUTES, JOB_INT_ATTRIBUTES,
+    DIAG_LIMITS,
+    FILE_ATTRIBUTES,
+    FILE_INT_ATTRIBUTES,
+    JOB_ATTRIBUTES,
+    JOB_DATETIME_ATTRIBUTES,
+    JOB_FLOAT_ATTRIBUTES,
+    JOB_INT_ATTRIBUTES,
 )  # fmt: skip
 from panda_server.protocol.states import JOB_TABLES
 

@@ -140,7 +140,7 @@ class FileSpec:
         """Positional file state as panda-client sends it (extra trailing items, the owner, ignored)."""
         if not isinstance(state, list):
             raise SpecError("a file state must be a list")
-        return cls(**dict(zip(FILE_ATTRIBUTES, state[:len(FILE_ATTRIBUTES)])))
+        return cls(**dict(zip(FILE_ATTRIBUTES, state[:len(FILE_ATTRIBUTES)], strict=False)))
 
     def to_state(self) -> list[Any]:
         return [getattr(self, n) for n in FILE_ATTRIBUTES[:CLIENT_FILE_ATTRIBUTE_COUNT]] + [None]
@@ -203,7 +203,7 @@ class JobSpec:
             raise SpecError("the last item of a job state must be its list of files")
         if len(values) > len(JOB_ATTRIBUTES):
             raise SpecError(f"a job state has {len(values)} attributes, at most {len(JOB_ATTRIBUTES)} are known")
-        job = cls(**dict(zip(JOB_ATTRIBUTES, values)))
+        job = cls(**dict(zip(JOB_ATTRIBUTES, values, strict=False)))
         for item in files:
             job.add_file(FileSpec.from_state(item))
         return job

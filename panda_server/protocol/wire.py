@@ -10,7 +10,6 @@ Legacy rules (S25 server/panda.py, reference/pilot.md §3.1):
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import json
 import urllib.parse
 import zlib
@@ -152,3 +151,8 @@ def v1_object_hook(obj: dict[str, Any]) -> Any:
 
 def v1_envelope(success: bool, message: str = "", data: Any = None) -> str:
     return json.dumps({"success": success, "message": message, "data": data}, default=v1_default)
+
+
+def wire_value_default(obj: Any) -> Any:
+    """json.dumps default for legacy JSON replies: datetimes as panda-client's _datetime_object."""
+    return _encode_special(obj)

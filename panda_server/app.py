@@ -1,0 +1,41 @@
+"""create_app: the PanDA server as a Flask WSGI application."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response
+
+from panda_server.db.engine import make_engine
+from panda_server.errors import PandaError
+from panda_server.logs import configure_logging
+from panda_server.protocol import wire
+from panda_server.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+    app = Flask("panda_server")
+    app.config["PANDA_SETTINGS"] = settings
+    app.config["PANDA_ENGINE"] = make_engine(settings.database_url, pool_size=settings.threads)
+    # Flask refuses larger bodies with 413 before we read them; gzip is capped again on inflate.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+
+    from panda_server.web import api_v1, cache, legacy
+
+    app.register_blueprint(legacy.bp)
+    app.register_blueprint(api_v1.bp)
+    app.register_blueprint(cache.bp)
+
+    @app.errorhandler(PandaError)
+    def _panda_error(exc: PandaError) -> Response:  # errors outside the two dispatchers
+        return Response(wire.v1_envelope(False, exc.message), status=exc.http_status, mimetype="application/json")
+
+    @app.errorhandler(413)
+    def _too_large(_exc: Exception) -> Response:
+        return Response(wire.v1_envelope(False, f"request body exceeds {settings.max_body_bytes} bytes"),
+                        status=413, mimetype="application/json")  # fmt: skip
+
+    logging.getLogger(__name__).info("panda server app ready db=%s", settings.database_url.split("@")[-1])
+    return app

@@ -1,0 +1,48 @@
+"""The pilot's final output report, kept for the Adder (S25 job_output_report)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from panda_server.db import tables as t
+
+
+def save(conn: Connection, panda_id: int, *, pilot_status: str, data: str | None, attempt_nr: int | None,
+         label: str | None, now: dt.datetime) -> None:
+    r = t.job_output_report
+    values = dict(PandaID=panda_id, jobStatus=pilot_status, data=data, attemptNr=attempt_nr,
+                  prodSourceLabel=label, timeStamp=now, lockedBy=None, lockedTime=None)  # fmt: skip
+    stmt = insert(r).values(**values)
+    conn.execute(stmt.on_conflict_do_update(index_elements=[r.c.PandaID], set_=values))
+
+
+def exists(conn: Connection, panda_id: int) -> bool:
+    r = t.job_output_report
+    return conn.execute(sa.select(r.c.PandaID).where(r.c.PandaID == panda_id)).first() is not None
+
+
+def take(conn: Connection, *, limit: int, worker: str, now: dt.datetime,
+         stale_after: dt.timedelta = dt.timedelta(minutes=10)) -> list[dict[str, Any]]:
+    """Lock up to `limit` reports for one adder (skipping those other adders hold right now)."""
+    r = t.job_output_report
+    query = (
+        sa.select(r)
+        .where(sa.or_(r.c.lockedBy.is_(None), r.c.lockedTime < now - stale_after))
+        .order_by(r.c.timeStamp)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    found = [dict(row) for row in conn.execute(query).mappings()]
+    if found:
+        ids = [row["PandaID"] for row in found]
+        conn.execute(sa.update(r).where(r.c.PandaID.in_(ids)).values(lockedBy=worker, lockedTime=now))
+    return found
+
+
+def delete(conn: Connection, panda_id: int) -> None:
+    conn.execute(sa.delete(t.job_output_report).where(t.job_output_report.c.PandaID == panda_id))

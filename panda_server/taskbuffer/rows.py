@@ -1,0 +1,96 @@
+"""Row ↔ JobSpec/FileSpec conversion and reads across the four job tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from panda_server.db import tables as t
+from panda_server.protocol.jobspec import FileSpec, JobSpec
+
+FILE_COLUMNS = [c for c in t.filestable4.c if c.name != "modificationTime"]
+
+
+def job_from_row(row: Mapping[str, Any]) -> JobSpec:
+    job = JobSpec()
+    for name in t.JOB_COLUMNS:
+        object.__setattr__(job, name, row.get(name))
+    return job
+
+
+def file_from_row(row: Mapping[str, Any]) -> FileSpec:
+    f = FileSpec()
+    for c in FILE_COLUMNS:
+        object.__setattr__(f, c.name, row.get(c.name))
+    return f
+
+
+def job_values(job: JobSpec) -> dict[str, Any]:
+    return {name: getattr(job, name) for name in t.JOB_COLUMNS}
+
+
+def find_jobs(conn: Connection, ids: Sequence[int], *, tables: Iterable[str] = t.JOB_TABLE,
+              for_update: bool = False) -> dict[int, tuple[str, Mapping[str, Any]]]:
+    """{PandaID: (table name, row)} for the ids present in any of `tables`."""
+    found: dict[int, tuple[str, Mapping[str, Any]]] = {}
+    wanted = list(dict.fromkeys(int(i) for i in ids))
+    for name in tables:
+        missing = [i for i in wanted if i not in found]
+        if not missing:
+            break
+        table = t.JOB_TABLE[name]
+        query = sa.select(table).where(table.c.PandaID.in_(missing))
+        if for_update:
+            query = query.with_for_update()
+        for row in conn.execute(query).mappings():
+            found[row["PandaID"]] = (name, row)
+    return found
+
+
+def files_of(conn: Connection, ids: Sequence[int]) -> dict[int, list[FileSpec]]:
+    out: dict[int, list[FileSpec]] = {int(i): [] for i in ids}
+    if not out:
+        return out
+    query = (
+        sa.select(*FILE_COLUMNS).where(t.filestable4.c.PandaID.in_(list(out))).order_by(t.filestable4.c.rowID)
+    )
+    for row in conn.execute(query).mappings():
+        out[row["PandaID"]].append(file_from_row(row))
+    return out
+
+
+def job_parameters(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
+    p = t.jobparamstable
+    rows = conn.execute(sa.select(p.c.PandaID, p.c.jobParameters).where(p.c.PandaID.in_(list(ids))))
+    return {r.PandaID: r.jobParameters for r in rows}
+
+
+def job_metadata(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
+    m = t.metatable
+    rows = conn.execute(sa.select(m.c.PandaID, m.c.metaData).where(m.c.PandaID.in_(list(ids))))
+    return {r.PandaID: r.metaData for r in rows}
+
+
+def peek_jobs(conn: Connection, ids: Sequence[int], *, with_params: bool = True,
+              tables: Iterable[str] = t.JOB_TABLE) -> list[JobSpec | None]:
+    """Full JobSpecs (files, parameters, metadata) in the order of `ids`; None where unknown."""
+    found = find_jobs(conn, ids, tables=tables)
+    present = list(found)
+    files = files_of(conn, present)
+    params = job_parameters(conn, present) if with_params else {}
+    meta = job_metadata(conn, present) if with_params else {}
+    out: list[JobSpec | None] = []
+    for i in ids:
+        entry = found.get(int(i))
+        if entry is None:
+            out.append(None)
+            continue
+        job = job_from_row(entry[1])
+        object.__setattr__(job, "jobParameters", params.get(job.PandaID))
+        object.__setattr__(job, "metadata", meta.get(job.PandaID))
+        job.Files = files.get(job.PandaID, [])
+        out.append(job)
+    return out

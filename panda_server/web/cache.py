@@ -1,0 +1,70 @@
+"""/cache/: queuedata and DDM endpoints for pilots (reference/pilot.md §4), and cached files.
+
+The queuedata is rendered from the schedconfig table on each request, so a `panda-schedconfig
+sync` is visible at once. Plain files (user sandboxes) are served from Settings.cache_dir.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, abort, send_from_directory
+
+from panda_server.db.engine import transaction
+from panda_server.errors import PandaError
+from panda_server.taskbuffer import sites
+from panda_server.web import common
+from schedconfig import export
+from schedconfig.model import ConfigError, QueueSpec
+from schedconfig.sync import read_queues
+
+bp = Blueprint("cache", __name__)
+
+
+def _json(data: object) -> Response:
+    return Response(json.dumps(data, indent=1, sort_keys=True), mimetype="application/json")
+
+
+def _refused(exc: PandaError) -> Response:
+    return Response(json.dumps({"error": exc.message}), status=exc.http_status, mimetype="application/json")
+
+
+@bp.route("/cache/schedconfig/<queue>.all.json", methods=["GET"])
+def queuedata(queue: str) -> Response:
+    try:
+        common.enforce("/cache/schedconfig/<queue>.all.json")
+    except PandaError as exc:
+        return _refused(exc)
+    with transaction(common.engine()) as conn:
+        data = sites.queue_data(conn, queue)
+    if data is None:
+        return Response(json.dumps({"error": f"no queue {queue} in schedconfig"}), status=404,
+                        mimetype="application/json")  # fmt: skip
+    try:
+        spec = QueueSpec.from_dict(data, source=f"schedconfig:{queue}")
+    except ConfigError as exc:
+        return Response(json.dumps({"error": str(exc)}), status=500, mimetype="application/json")
+    return _json(export.queuedata(spec, storage_root=common.settings().storage_root))
+
+
+@bp.route("/cache/ddmendpoints.json", methods=["GET"])
+def ddmendpoints() -> Response:
+    try:
+        common.enforce("/cache/ddmendpoints.json")
+    except PandaError as exc:
+        return _refused(exc)
+    with transaction(common.engine()) as conn:
+        queues = read_queues(conn)
+    return _json(export.ddmendpoints(queues, storage_root=common.settings().storage_root))
+
+
+@bp.route("/cache/<path:path>", methods=["GET"])
+def cached_file(path: str) -> Response:
+    try:
+        common.enforce("/cache/<path>")
+    except PandaError as exc:
+        return _refused(exc)
+    directory = common.settings().cache_dir
+    if not directory.is_dir():
+        abort(404)
+    return send_from_directory(directory, path)  # refuses paths that leave the directory
