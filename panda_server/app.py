@@ -30,7 +30,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(PandaError)
     def _panda_error(exc: PandaError) -> Response:  # errors outside the two dispatchers
-        return Response(wire.v1_envelope(False, exc.message), status=exc.http_status, mimetype="application/json")
+        return Response(
+            wire.v1_envelope(False, exc.message), status=exc.http_status, mimetype="application/json"
+        )
 
     @app.errorhandler(413)
     def _too_large(_exc: Exception) -> Response:

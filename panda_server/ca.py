@@ -102,11 +102,7 @@ def dn_to_name(dn: str) -> x509.Name:
 
 def name_to_dn(name: x509.Name) -> str:
     """Render an x509.Name in the OpenSSL one-line form PanDA uses for DNs."""
-    parts = []
-    for rdn in name.rdns:
-        for attr in rdn:
-            parts.append(f"{_DN_SHORT.get(attr.oid, attr.oid.dotted_string)}={attr.value}")
-    return "/" + "/".join(parts)
+    return "".join(f"/{_DN_SHORT.get(a.oid, a.oid.dotted_string)}={a.value}" for a in name)
 
 
 def _new_key() -> rsa.RSAPrivateKey:
@@ -139,14 +135,11 @@ def _builder(
     )
 
 
-def _san_entries(sans: Sequence[str]) -> list[x509.GeneralName]:
-    out: list[x509.GeneralName] = []
-    for entry in sans:
-        try:
-            out.append(x509.IPAddress(ipaddress.ip_address(entry)))
-        except ValueError:
-            out.append(x509.DNSName(entry))
-    return out
+def _general_name(entry: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(entry))
+    except ValueError:
+        return x509.DNSName(entry)
 
 
 class Authority:
@@ -190,7 +183,9 @@ class Authority:
             )
         )
         if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(_san_entries(sans)), critical=False)
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([_general_name(n) for n in sans]), critical=False
+            )
         return Credential(builder.sign(self.key, hashes.SHA256()), key)
 
 
@@ -201,12 +196,8 @@ def make_proxy(owner: Credential, *, hours: float = 12, limited: bool = False) -
     key = _new_key()
     # RFC 3820 makes the subject unique by appending CN=<serial>; >>96 keeps it a readable 63-bit number
     serial = x509.random_serial_number() >> 96
-    subject = x509.Name(
-        [
-            *owner.cert.subject.rdns,
-            x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, str(serial))]),
-        ]
-    )
+    cn = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, str(serial))])
+    subject = x509.Name([*owner.cert.subject.rdns, cn])
     policy = POLICY_LIMITED if limited else POLICY_INHERIT_ALL
     cert = (
         _builder(subject, key, dt.timedelta(hours=hours), owner.cert, serial)
@@ -299,29 +290,27 @@ def write_hashed_ca_dir(ca_certs: Sequence[x509.Certificate], directory: Path) -
     _write_file(directory / "ca.pem", b"".join(_pem(c) for c in unique), 0o644)
 
 
+def _load_certs(path: Path) -> list[x509.Certificate]:
+    """All certificates in a PEM file, skipping any private key block (proxy files have one)."""
+    data = _PEM_KEY_RE.sub(b"", Path(path).read_bytes())
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise CAError(f"no PEM certificate in {path}")
+    return x509.load_pem_x509_certificates(data)
+
+
 def load_credential(cert_path: Path, key_path: Path | None = None) -> Credential:
     """Load leaf + chain from cert_path and the key from key_path (default: cert_path, as in proxies)."""
-    data = Path(cert_path).read_bytes()
-    certs = x509.load_pem_x509_certificates(_PEM_KEY_RE.sub(b"", data)) if b"CERTIFICATE" in data else []
-    if not certs:
-        raise CAError(f"no PEM certificate in {cert_path}")
-    key_data = data if key_path is None else Path(key_path).read_bytes()
-    match = _PEM_KEY_RE.search(key_data)
+    certs = _load_certs(cert_path)
+    match = _PEM_KEY_RE.search(Path(key_path or cert_path).read_bytes())
     if match is None:
         raise CAError(f"no PEM private key in {key_path or cert_path}")
     try:
         key = serialization.load_pem_private_key(match.group(0), password=None)
     except TypeError as exc:  # cryptography's way of saying "encrypted, no password given"
         raise CAError(f"encrypted private keys are not supported: {key_path or cert_path}") from exc
-    if _spki(key.public_key()) != _spki(certs[0].public_key()):
+    if key.public_key() != certs[0].public_key():
         raise CAError(f"private key does not match the certificate in {cert_path}")
     return Credential(certs[0], key, tuple(certs[1:]))  # type: ignore[arg-type]
-
-
-def _spki(public_key: object) -> bytes:
-    return public_key.public_bytes(  # type: ignore[attr-defined]
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 @dataclass(frozen=True)
@@ -364,7 +353,7 @@ def _load_authority(paths: PkiPaths) -> Authority | None:
         raise CAError(f"{paths.ca_cert} exists but {paths.ca_key} is missing; use --force to start over")
     key = serialization.load_pem_private_key(paths.ca_key.read_bytes(), password=None)
     for cert in x509.load_pem_x509_certificates(paths.ca_cert.read_bytes()):
-        if _spki(cert.public_key()) == _spki(key.public_key()) and _fresh(cert):
+        if cert.public_key() == key.public_key() and _fresh(cert):
             return Authority(cert, key)  # type: ignore[arg-type]
     return None
 
@@ -380,7 +369,11 @@ def _ensure_cert(
             have = cred.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         except x509.ExtensionNotFound:
             have = x509.SubjectAlternativeName([])
-        if cred.cert.subject == dn_to_name(dn) and _fresh(cred.cert) and set(have) == set(_san_entries(sans)):
+        if (
+            cred.cert.subject == dn_to_name(dn)
+            and _fresh(cred.cert)
+            and set(have) == set([_general_name(n) for n in sans])
+        ):
             return cred
     except (OSError, ValueError, TypeError, CAError, InvalidSignature):
         pass  # missing, unreadable or from another CA: re-issue
@@ -442,7 +435,7 @@ _POLICY_NAMES = {POLICY_INHERIT_ALL: "inherit all", POLICY_LIMITED: "limited"}
 
 
 def _cmd_show(args: argparse.Namespace) -> None:
-    certs = x509.load_pem_x509_certificates(_PEM_KEY_RE.sub(b"", args.file.read_bytes()))
+    certs = _load_certs(args.file)
     leaf, policy = certs[0], proxy_policy(certs[0])
     print(f"subject:   {name_to_dn(leaf.subject)}\nissuer:    {name_to_dn(leaf.issuer)}")
     print(
@@ -469,16 +462,21 @@ def _cmd_init(args: argparse.Namespace) -> None:
         paths.pilotcert,
         paths.pilot_proxy,
     ):
-        leaf = x509.load_pem_x509_certificates(_PEM_KEY_RE.sub(b"", cert.read_bytes()))[0]
+        leaf = _load_certs(cert)[0]
         print(f"  {cert.name:<14}{name_to_dn(leaf.subject)}")
-    print("Keys: hostkey.pem, userkey.pem, pilotkey.pem (0600); proxies carry their own key.")
+    print(
+        f"  keys (0600): {paths.hostkey.name}, {paths.userkey.name}, {paths.pilotkey.name}; proxies hold theirs"
+    )
 
 
 def _cmd_proxy(args: argparse.Namespace) -> None:
     owner = load_credential(args.cert or args.dir / "usercert.pem", args.key or args.dir / "userkey.pem")
-    proxy = make_proxy(owner, hours=args.hours, limited=args.limited)
-    write_proxy_file(proxy, args.out or args.dir / "user.proxy")
-    print(f"{args.out or args.dir / 'user.proxy'}: {name_to_dn(proxy.cert.subject)}")
+    proxy, out = (
+        make_proxy(owner, hours=args.hours, limited=args.limited),
+        args.out or args.dir / "user.proxy",
+    )
+    write_proxy_file(proxy, out)
+    print(f"{out}: {name_to_dn(proxy.cert.subject)}")
 
 
 _HELP = {

@@ -1,11 +1,11 @@
 """panda-server: database and operator commands.
 
-  panda-server db upgrade      apply Alembic migrations (idempotent, serialised by an advisory lock)
-  panda-server db check        exit 1 if the database differs from panda_server/db/tables.py
-  panda-server db current      print the applied revision
-  panda-server settings        print the effective PANDA_* settings
-  panda-server user disable DN / enable DN
-  panda-server pg init|start|stop --dir D --port P   a private PostgreSQL (make run, tests)
+panda-server db upgrade      apply Alembic migrations (idempotent, serialised by an advisory lock)
+panda-server db check        exit 1 if the database differs from panda_server/db/tables.py
+panda-server db current      print the applied revision
+panda-server settings        print the effective PANDA_* settings
+panda-server user disable DN / enable DN
+panda-server pg init|start|stop --dir D --port P   a private PostgreSQL (make run, tests)
 """
 
 from __future__ import annotations

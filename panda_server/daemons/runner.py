@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("name", choices=sorted(DAEMONS), help="which daemon")
     parser.add_argument("--once", action="store_true", help="run one cycle and exit")
-    parser.add_argument("--interval", type=float, help="seconds between cycles (default: PANDA_<NAME>_INTERVAL)")
+    parser.add_argument(
+        "--interval", type=float, help="seconds between cycles (default: PANDA_<NAME>_INTERVAL)"
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     configure_logging(settings.log_level)

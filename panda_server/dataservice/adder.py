@@ -99,8 +99,14 @@ def _check(rep: dict[str, Any], files: list[FileSpec]) -> tuple[str | None, dict
     return None, parsed
 
 
-def _record_files(conn: Connection, files: list[FileSpec], parsed: dict[str, reportlib.FileReport], *,
-                  succeeded: bool, now: dt.datetime) -> None:
+def _record_files(
+    conn: Connection,
+    files: list[FileSpec],
+    parsed: dict[str, reportlib.FileReport],
+    *,
+    succeeded: bool,
+    now: dt.datetime,
+) -> None:
     ft = t.filestable4
     for f in files:
         entry = parsed.get(f.lfn)

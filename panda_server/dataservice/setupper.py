@@ -60,8 +60,9 @@ def _candidates(conn: Connection) -> list[tuple[int, str | None, int]]:
     return [tuple(r) for r in conn.execute(query)]
 
 
-def _setup_one(conn: Connection, panda_id: int, site: str | None, n_inputs: int, now: dt.datetime,
-               summary: Summary) -> None:
+def _setup_one(
+    conn: Connection, panda_id: int, site: str | None, n_inputs: int, now: dt.datetime, summary: Summary
+) -> None:
     if not site or n_inputs:
         summary.left += 1
         return

@@ -87,7 +87,9 @@ filestable4 = Table(
     "filestable4",
     metadata,
     *[
-        Column(a, BigInteger() if a in FILE_INT_ATTRIBUTES else Text(), nullable=(a not in ("rowID", "PandaID")))
+        Column(
+            a, BigInteger() if a in FILE_INT_ATTRIBUTES else Text(), nullable=(a not in ("rowID", "PandaID"))
+        )
         for a in FILE_ATTRIBUTES
     ],
     Column("modificationTime", DateTime()),

@@ -95,7 +95,9 @@ def _job_replies(conn: Connection, claimed: list[dict[str, Any]], site: str, now
     return out
 
 
-def update_job(conn: Connection, params: Mapping[str, Any], caller: Caller, now: dt.datetime) -> dict[str, Any]:
+def update_job(
+    conn: Connection, params: Mapping[str, Any], caller: Caller, now: dt.datetime
+) -> dict[str, Any]:
     """Heartbeat or final report; the reply carries commandToPilot (S08 JobDispatcher.updateJob)."""
     if not caller.pilot:
         raise RoleRequired()
@@ -153,5 +155,3 @@ def _id_list(raw: Any, limit: int = 5500) -> list[int]:
     if len(ids) > limit:
         raise InvalidRequest(f"at most {limit} ids per call")
     return ids
-
-

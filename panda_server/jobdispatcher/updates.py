@@ -45,7 +45,9 @@ def reported_state(raw: Any) -> JobStatus:
     try:
         state = JobStatus(str(raw))
     except ValueError:
-        raise InvalidRequest(f"state must be one of {sorted(s.value for s in PILOT_REPORTABLE)}, got {raw!r}") from None
+        raise InvalidRequest(
+            f"state must be one of {sorted(s.value for s in PILOT_REPORTABLE)}, got {raw!r}"
+        ) from None
     if state not in PILOT_REPORTABLE:
         raise InvalidRequest(f"a pilot cannot set state {state.value}")
     return state
@@ -87,8 +89,14 @@ def columns_from_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def apply(conn: Connection, panda_id: int, state: JobStatus, values: dict[str, Any],
-          params: Mapping[str, Any], now: dt.datetime) -> str:
+def apply(
+    conn: Connection,
+    panda_id: int,
+    state: JobStatus,
+    values: dict[str, Any],
+    params: Mapping[str, Any],
+    now: dt.datetime,
+) -> str:
     """Store one update; returns the command for the pilot. May raise StateConflict (caller retries)."""
     info = jobs.status_of(conn, [panda_id]).get(panda_id)
     if info is None or info["table"] != "jobsactive4":
@@ -108,14 +116,25 @@ def apply(conn: Connection, panda_id: int, state: JobStatus, values: dict[str, A
         row = jobs.update_fields(conn, panda_id, current, values, now=now)
     else:
         if state == JobStatus.holding:
-            values = {**values, "jobDispatcherErrorDiag": f"set to holding by the pilot at {now:%Y-%m-%d %H:%M:%S}"}
+            values = {
+                **values,
+                "jobDispatcherErrorDiag": f"set to holding by the pilot at {now:%Y-%m-%d %H:%M:%S}",
+            }
         row = jobs.set_status(conn, panda_id, target, now=now, expect=[current], values=values,
                               reason="by pilot")  # fmt: skip
     return (row or info).get("commandToPilot") or "NULL"
 
 
-def _final(conn: Connection, panda_id: int, current: JobStatus, state: JobStatus, values: dict[str, Any],
-           params: Mapping[str, Any], info: Mapping[str, Any], now: dt.datetime) -> str:
+def _final(
+    conn: Connection,
+    panda_id: int,
+    current: JobStatus,
+    state: JobStatus,
+    values: dict[str, Any],
+    params: Mapping[str, Any],
+    info: Mapping[str, Any],
+    now: dt.datetime,
+) -> str:
     """finished/failed are stored as holding with the report queued for the Adder."""
     if current in TERMINAL or (current == JobStatus.holding and reports.exists(conn, panda_id)):
         return "alreadydone"
@@ -138,5 +157,3 @@ def _store_metadata(conn: Connection, panda_id: int, text: Any, now: dt.datetime
     stmt = insert(m).values(PandaID=panda_id, modificationTime=now, metaData=str(text))
     conn.execute(stmt.on_conflict_do_update(index_elements=[m.c.PandaID],
                                             set_={"metaData": str(text), "modificationTime": now}))  # fmt: skip
-
-

@@ -66,7 +66,9 @@ JOB_INT_ATTRIBUTES = frozenset(
         "totWBYTES", "rateRCHAR", "rateWCHAR", "rateRBYTES", "rateWBYTES", "diskIO", "memory_leak",
     }
 )  # fmt: skip
-FILE_INT_ATTRIBUTES = frozenset({"rowID", "PandaID", "fsize", "jediTaskID", "datasetID", "fileID", "attemptNr"})
+FILE_INT_ATTRIBUTES = frozenset(
+    {"rowID", "PandaID", "fsize", "jediTaskID", "datasetID", "fileID", "attemptNr"}
+)
 
 # Longest text the DB keeps for a diag column (S25 JobDispatcher truncation; Oracle VARCHAR2 sizes).
 DIAG_LIMITS: Mapping[str, int] = {
@@ -82,8 +84,13 @@ class SpecError(ValueError):
     """A job or file record that does not fit the schema (names the attribute)."""
 
 
-def coerce(name: str, value: Any, ints: frozenset[str], floats: frozenset[str] = frozenset(),
-           times: frozenset[str] = frozenset()) -> Any:
+def coerce(
+    name: str,
+    value: Any,
+    ints: frozenset[str],
+    floats: frozenset[str] = frozenset(),
+    times: frozenset[str] = frozenset(),
+) -> Any:
     """Turn a wire value into its Python type: "NULL"/""/None → None, numbers, datetimes."""
     if value is None or value == NULL or (value == "" and (name in ints or name in floats or name in times)):
         return None
@@ -140,7 +147,7 @@ class FileSpec:
         """Positional file state as panda-client sends it (extra trailing items, the owner, ignored)."""
         if not isinstance(state, list):
             raise SpecError("a file state must be a list")
-        return cls(**dict(zip(FILE_ATTRIBUTES, state[:len(FILE_ATTRIBUTES)], strict=False)))
+        return cls(**dict(zip(FILE_ATTRIBUTES, state[: len(FILE_ATTRIBUTES)], strict=False)))
 
     def to_state(self) -> list[Any]:
         return [getattr(self, n) for n in FILE_ATTRIBUTES[:CLIENT_FILE_ATTRIBUTE_COUNT]] + [None]
@@ -202,7 +209,9 @@ class JobSpec:
         if not isinstance(files, list):
             raise SpecError("the last item of a job state must be its list of files")
         if len(values) > len(JOB_ATTRIBUTES):
-            raise SpecError(f"a job state has {len(values)} attributes, at most {len(JOB_ATTRIBUTES)} are known")
+            raise SpecError(
+                f"a job state has {len(values)} attributes, at most {len(JOB_ATTRIBUTES)} are known"
+            )
         job = cls(**dict(zip(JOB_ATTRIBUTES, values, strict=False)))
         for item in files:
             job.add_file(FileSpec.from_state(item))

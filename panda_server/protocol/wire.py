@@ -46,8 +46,13 @@ def _json_scalar(value: Any) -> Any:
     return value
 
 
-def decode_body(raw: bytes, content_type: str | None, *, limit: int = DEFAULT_MAX_BODY,
-                content_encoding: str | None = None) -> dict[str, Any]:
+def decode_body(
+    raw: bytes,
+    content_type: str | None,
+    *,
+    limit: int = DEFAULT_MAX_BODY,
+    content_encoding: str | None = None,
+) -> dict[str, Any]:
     """Parse a legacy request body into a flat dict of parameters."""
     if len(raw) > limit:
         raise BodyError(f"body exceeds {limit} bytes")
@@ -100,6 +105,7 @@ def decode_reply(text: str) -> dict[str, Any]:
 
 # --- panda-client's positional job states (pandaclient/MiscUtils.dump_jobs_json) -------------
 
+
 def _encode_special(obj: Any) -> Any:
     if isinstance(obj, dt.datetime):
         return {"_datetime_object": obj.strftime("%Y-%m-%d %H:%M:%S.%f")}
@@ -136,6 +142,7 @@ def load_job_states(text: str, *, max_jobs: int) -> list[JobSpec]:
 
 
 # --- /api/v1 JSON: datetimes as {"__datetime__": iso} (S25 api; pandaclient decode_special_cases)
+
 
 def v1_default(obj: Any) -> Any:
     if isinstance(obj, dt.datetime):

@@ -27,8 +27,9 @@ def may_act_on(owner_dn: str | None, dn: str, production: bool) -> bool:
     return production or (owner_dn is not None and user_name(owner_dn) == user_name(dn))
 
 
-def kill_jobs(conn: Connection, ids: Sequence[int], *, dn: str, production: bool, code: str | None,
-              now: dt.datetime) -> list[bool]:
+def kill_jobs(
+    conn: Connection, ids: Sequence[int], *, dn: str, production: bool, code: str | None, now: dt.datetime
+) -> list[bool]:
     """True per job the kill was accepted for: tobekilled for pilot-held jobs, cancelled otherwise."""
     error, diag = KILL_CODES.get(str(code), (TaskBufferError.KILLED, f"killed by {user_name(dn)}"))
     results = []
@@ -39,8 +40,9 @@ def kill_jobs(conn: Connection, ids: Sequence[int], *, dn: str, production: bool
     return results
 
 
-def _kill_one(conn: Connection, panda_id: int, dn: str, production: bool, error: int, diag: str,
-              now: dt.datetime) -> bool:
+def _kill_one(
+    conn: Connection, panda_id: int, dn: str, production: bool, error: int, diag: str, now: dt.datetime
+) -> bool:
     for _ in range(3):  # the job may move while we look; bounded
         info = jobs.status_of(conn, [panda_id]).get(panda_id)
         if info is None or not may_act_on(info["prodUserID"], dn, production):
@@ -51,7 +53,9 @@ def _kill_one(conn: Connection, panda_id: int, dn: str, production: bool, error:
         values = {"taskBufferErrorCode": error, "taskBufferErrorDiag": diag}
         if status in WITH_PILOT:
             # the pilot learns it from the next updateJob reply and reports failed/1144
-            row = jobs.update_fields(conn, panda_id, status, {**values, "commandToPilot": "tobekilled"}, now=now)
+            row = jobs.update_fields(
+                conn, panda_id, status, {**values, "commandToPilot": "tobekilled"}, now=now
+            )
             if row is not None:
                 return True
             continue
@@ -74,13 +78,16 @@ def _set_output_files(conn: Connection, panda_id: int, status: FileStatus) -> No
     )
 
 
-def reassign_jobs(conn: Connection, ids: Sequence[int], *, dn: str, production: bool,
-                  now: dt.datetime) -> list[bool]:
+def reassign_jobs(
+    conn: Connection, ids: Sequence[int], *, dn: str, production: bool, now: dt.datetime
+) -> list[bool]:
     """Send waiting/defined/assigned/activated jobs back to defined for a new brokerage."""
     results = []
     for panda_id in ids:
         results.append(_reassign_one(conn, int(panda_id), dn, production, now))
-    pandalog.record(conn, "reassignJobs", f"{sum(results)}/{len(results)} reassigned", now=now, user=user_name(dn))
+    pandalog.record(
+        conn, "reassignJobs", f"{sum(results)}/{len(results)} reassigned", now=now, user=user_name(dn)
+    )
     return results
 
 
@@ -113,7 +120,9 @@ def _reassign_one(conn: Connection, panda_id: int, dn: str, production: bool, no
 
 def _reset_files(conn: Connection, panda_id: int) -> None:
     f = t.filestable4
-    for row in conn.execute(sa.select(f.c.rowID, f.c.type, f.c.destinationDBlock).where(f.c.PandaID == panda_id)):
+    for row in conn.execute(
+        sa.select(f.c.rowID, f.c.type, f.c.destinationDBlock).where(f.c.PandaID == panda_id)
+    ):
         values = {"dispatchDBlock": None}
         if row.type != FileType.input.value:
             values["status"] = FileStatus.unknown.value

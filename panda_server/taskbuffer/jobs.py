@@ -34,9 +34,16 @@ def truncate_diags(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def set_status(conn: Connection, panda_id: int, new: JobStatus | str, *, now: dt.datetime,
-               expect: Collection[JobStatus | str] | None = None,
-               values: Mapping[str, Any] | None = None, reason: str = "") -> dict[str, Any]:
+def set_status(
+    conn: Connection,
+    panda_id: int,
+    new: JobStatus | str,
+    *,
+    now: dt.datetime,
+    expect: Collection[JobStatus | str] | None = None,
+    values: Mapping[str, Any] | None = None,
+    reason: str = "",
+) -> dict[str, Any]:
     """Move one job to `new`, from one of the states ALLOWED to reach it (narrowed by `expect`).
 
     Returns the new row. Raises NotFound if the job does not exist, StateConflict if it is in a
@@ -61,8 +68,9 @@ def set_status(conn: Connection, panda_id: int, new: JobStatus | str, *, now: dt
     raise AssertionError("unreachable")
 
 
-def _move(conn: Connection, panda_id: int, source: str, target: str, states: list[str],
-          update: Mapping[str, Any]) -> dict[str, Any] | None:
+def _move(
+    conn: Connection, panda_id: int, source: str, target: str, states: list[str], update: Mapping[str, Any]
+) -> dict[str, Any] | None:
     src = t.JOB_TABLE[source]
     where = sa.and_(src.c.PandaID == panda_id, src.c.jobStatus.in_(states))
     if source == target:
@@ -87,8 +95,9 @@ def _raise_why(conn: Connection, panda_id: int, new: JobStatus) -> None:
     raise StateConflict(f"PandaID={panda_id} is {current}; cannot become {new.value}")
 
 
-def update_fields(conn: Connection, panda_id: int, status: JobStatus | str, values: Mapping[str, Any],
-                  *, now: dt.datetime) -> dict[str, Any] | None:
+def update_fields(
+    conn: Connection, panda_id: int, status: JobStatus | str, values: Mapping[str, Any], *, now: dt.datetime
+) -> dict[str, Any] | None:
     """Update columns of a job that is still in `status` (a heartbeat); None if it moved on."""
     table = t.JOB_TABLE[TABLE_OF[JobStatus(status)]]
     update = truncate_diags(values)
@@ -103,9 +112,17 @@ def update_fields(conn: Connection, panda_id: int, status: JobStatus | str, valu
     return dict(row) if row else None
 
 
-def claim_for_pilot(conn: Connection, *, site: str, labels: Sequence[str], mem: int, disk: int,
-                    prod_user_id: str | None, values: Mapping[str, Any], now: dt.datetime,
-                    ) -> dict[str, Any] | None:
+def claim_for_pilot(
+    conn: Connection,
+    *,
+    site: str,
+    labels: Sequence[str],
+    mem: int,
+    disk: int,
+    prod_user_id: str | None,
+    values: Mapping[str, Any],
+    now: dt.datetime,
+) -> dict[str, Any] | None:
     """Atomically take the best activated job of `site` for a pilot: activated → sent.
 
     S08 getJobs: highest currentPriority, then lowest PandaID; minRamCount/maxDiskCount of 0

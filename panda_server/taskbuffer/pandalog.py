@@ -11,8 +11,16 @@ from sqlalchemy.engine import Connection
 from panda_server.db import tables as t
 
 
-def record(conn: Connection, type_: str, message: str, *, now: dt.datetime, user: str = "",
-           level: int = logging.INFO, name: str = "panda.server") -> None:
+def record(
+    conn: Connection,
+    type_: str,
+    message: str,
+    *,
+    now: dt.datetime,
+    user: str = "",
+    level: int = logging.INFO,
+    name: str = "panda.server",
+) -> None:
     """One pandalog row; Types as in S08: submitJobs, killJobs, reassignJobs, getJob, updateJob."""
     conn.execute(
         t.pandalog.insert().values(

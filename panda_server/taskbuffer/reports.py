@@ -12,8 +12,16 @@ from sqlalchemy.engine import Connection
 from panda_server.db import tables as t
 
 
-def save(conn: Connection, panda_id: int, *, pilot_status: str, data: str | None, attempt_nr: int | None,
-         label: str | None, now: dt.datetime) -> None:
+def save(
+    conn: Connection,
+    panda_id: int,
+    *,
+    pilot_status: str,
+    data: str | None,
+    attempt_nr: int | None,
+    label: str | None,
+    now: dt.datetime,
+) -> None:
     r = t.job_output_report
     values = dict(PandaID=panda_id, jobStatus=pilot_status, data=data, attemptNr=attempt_nr,
                   prodSourceLabel=label, timeStamp=now, lockedBy=None, lockedTime=None)  # fmt: skip
@@ -26,8 +34,14 @@ def exists(conn: Connection, panda_id: int) -> bool:
     return conn.execute(sa.select(r.c.PandaID).where(r.c.PandaID == panda_id)).first() is not None
 
 
-def take(conn: Connection, *, limit: int, worker: str, now: dt.datetime,
-         stale_after: dt.timedelta = dt.timedelta(minutes=10)) -> list[dict[str, Any]]:
+def take(
+    conn: Connection,
+    *,
+    limit: int,
+    worker: str,
+    now: dt.datetime,
+    stale_after: dt.timedelta = dt.timedelta(minutes=10),
+) -> list[dict[str, Any]]:
     """Lock up to `limit` reports for one adder (skipping those other adders hold right now)."""
     r = t.job_output_report
     query = (

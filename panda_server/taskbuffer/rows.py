@@ -32,8 +32,9 @@ def job_values(job: JobSpec) -> dict[str, Any]:
     return {name: getattr(job, name) for name in t.JOB_COLUMNS}
 
 
-def find_jobs(conn: Connection, ids: Sequence[int], *, tables: Iterable[str] = t.JOB_TABLE,
-              for_update: bool = False) -> dict[int, tuple[str, Mapping[str, Any]]]:
+def find_jobs(
+    conn: Connection, ids: Sequence[int], *, tables: Iterable[str] = t.JOB_TABLE, for_update: bool = False
+) -> dict[int, tuple[str, Mapping[str, Any]]]:
     """{PandaID: (table name, row)} for the ids present in any of `tables`."""
     found: dict[int, tuple[str, Mapping[str, Any]]] = {}
     wanted = list(dict.fromkeys(int(i) for i in ids))
@@ -74,8 +75,9 @@ def job_metadata(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
     return {r.PandaID: r.metaData for r in rows}
 
 
-def peek_jobs(conn: Connection, ids: Sequence[int], *, with_params: bool = True,
-              tables: Iterable[str] = t.JOB_TABLE) -> list[JobSpec | None]:
+def peek_jobs(
+    conn: Connection, ids: Sequence[int], *, with_params: bool = True, tables: Iterable[str] = t.JOB_TABLE
+) -> list[JobSpec | None]:
     """Full JobSpecs (files, parameters, metadata) in the order of `ids`; None where unknown."""
     found = find_jobs(conn, ids, tables=tables)
     present = list(found)

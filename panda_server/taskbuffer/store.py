@@ -25,8 +25,9 @@ USER_LABELS = frozenset({"user", "panda"})
 _PANDAID = re.compile(r"\$PANDAID")
 
 
-def store_jobs(conn: Connection, jobs: list[JobSpec], *, dn: str, production: bool, host: str,
-               now: dt.datetime) -> list[tuple[int, int, str | None]]:
+def store_jobs(
+    conn: Connection, jobs: list[JobSpec], *, dn: str, production: bool, host: str, now: dt.datetime
+) -> list[tuple[int, int, str | None]]:
     """Insert jobs; returns [(PandaID, jobDefinitionID, jobName)] in submission order."""
     _validate(jobs, production)
     user = users.lock_user(conn, dn, now=now)
@@ -62,7 +63,9 @@ def _validate(jobs: list[JobSpec], production: bool) -> None:
             if not f.lfn:
                 raise InvalidRequest(f"job {index}: a file has no lfn")
             if f.type not in {x.value for x in FileType}:
-                raise InvalidRequest(f"job {index}: file {f.lfn} has type {f.type!r}; use input, output or log")
+                raise InvalidRequest(
+                    f"job {index}: file {f.lfn} has type {f.type!r}; use input, output or log"
+                )
 
 
 def _count_user_jobs(conn: Connection, dn: str) -> int:
@@ -73,8 +76,16 @@ def _count_user_jobs(conn: Connection, dn: str) -> int:
     return total
 
 
-def _prepare(conn: Connection, job: JobSpec, *, dn: str, production: bool, def_id: int,
-             n_user_jobs: int, now: dt.datetime) -> None:
+def _prepare(
+    conn: Connection,
+    job: JobSpec,
+    *,
+    dn: str,
+    production: bool,
+    def_id: int,
+    n_user_jobs: int,
+    now: dt.datetime,
+) -> None:
     job.PandaID = conn.execute(t.PANDAID_SEQ.next_value()).scalar_one()
     job.jobDefinitionID = def_id
     if not production or job.prodUserID is None:

@@ -27,8 +27,9 @@ def lock_user(conn: Connection, dn: str, *, now: dt.datetime) -> dict[str, Any]:
     return dict(row)
 
 
-def take_job_definition_id(conn: Connection, user: dict[str, Any], requested: int | None,
-                           *, now: dt.datetime) -> int:
+def take_job_definition_id(
+    conn: Connection, user: dict[str, Any], requested: int | None, *, now: dt.datetime
+) -> int:
     """Per-user jobDefinitionID serial (S08 users.jobid): a new one unless the client brings one."""
     current = int(user["jobid"] or 0)
     value = requested if requested is not None else current + 1

@@ -33,7 +33,6 @@ def parse_ids(raw: Any, limit: int) -> list[int]:
     if isinstance(raw, str):
         text = raw.strip()
         if text.startswith("["):
-
             try:
                 raw = json.loads(text)
             except ValueError:
@@ -50,8 +49,12 @@ def parse_ids(raw: Any, limit: int) -> list[int]:
         raise InvalidRequest("every id must be an integer PandaID") from None
 
 
-def submit_jobs(conn: Connection, jobs: list[JobSpec], caller: Caller, now: dt.datetime,
-                ) -> list[tuple[int, int, str | None]]:
+def submit_jobs(
+    conn: Connection,
+    jobs: list[JobSpec],
+    caller: Caller,
+    now: dt.datetime,
+) -> list[tuple[int, int, str | None]]:
     dn = _require_dn(caller)
     return store.store_jobs(conn, jobs, dn=dn, production=caller.production, host=caller.host, now=now)
 
@@ -61,8 +64,9 @@ def get_jobs(conn: Connection, ids: Sequence[int], *, with_archive: bool = True)
     return rows.peek_jobs(conn, ids, tables=tables)
 
 
-def kill_jobs(conn: Connection, ids: Sequence[int], caller: Caller, code: str | None,
-              now: dt.datetime) -> list[bool]:
+def kill_jobs(
+    conn: Connection, ids: Sequence[int], caller: Caller, code: str | None, now: dt.datetime
+) -> list[bool]:
     dn = _require_dn(caller)
     return control.kill_jobs(conn, ids, dn=dn, production=caller.production, code=code, now=now)
 
@@ -78,7 +82,9 @@ def query_panda_ids(conn: Connection, job_definition_ids: Sequence[int]) -> list
     for table in t.JOB_TABLE.values():
         query = (
             sa.select(table.c.jobDefinitionID, sa.func.max(table.c.PandaID))
-            .where(table.c.jobDefinitionID.in_(list(job_definition_ids)), table.c.prodSourceLabel == "managed")
+            .where(
+                table.c.jobDefinitionID.in_(list(job_definition_ids)), table.c.prodSourceLabel == "managed"
+            )
             .group_by(table.c.jobDefinitionID)
         )
         for def_id, panda_id in conn.execute(query):

@@ -73,7 +73,9 @@ def _submit(conn, p):
 def _get_status(conn, p):
     found = jobrows.status_of(conn, _ids(p))
     return [
-        {"status": found[i]["jobStatus"], "command": found[i]["commandToPilot"] or "NULL"} if i in found else None
+        {"status": found[i]["jobStatus"], "command": found[i]["commandToPilot"] or "NULL"}
+        if i in found
+        else None
         for i in _ids(p)
     ]
 
@@ -148,7 +150,9 @@ METHODS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "job/get_status": _db(_get_status),
     "job/get_description": _db(lambda c, p: _describe(c, p, False)),
     "job/get_description_incl_archive": _db(lambda c, p: _describe(c, p, True)),
-    "job/kill": _db(lambda c, p: service.kill_jobs(c, _ids(p), common.caller(), p.get("code"), common.utcnow())),
+    "job/kill": _db(
+        lambda c, p: service.kill_jobs(c, _ids(p), common.caller(), p.get("code"), common.utcnow())
+    ),
     "job/reassign": _db(lambda c, p: service.reassign_jobs(c, _ids(p), common.caller(), common.utcnow())),
     "pilot/acquire_jobs": _db(_acquire),
     "pilot/update_job": _db(_update),

@@ -63,7 +63,9 @@ def _update_job(conn, p):
 
 def _submit_jobs(conn, p):
     s = common.settings()
-    jobs = wire.load_job_states(p.get("jobs") or "[]", max_jobs=s.max_jobs_per_submit) if p.get("jobs") else None
+    jobs = (
+        wire.load_job_states(p.get("jobs") or "[]", max_jobs=s.max_jobs_per_submit) if p.get("jobs") else None
+    )
     if not jobs:
         raise InvalidRequest("jobs is required: a JSON list of job states")
     return JsonText([list(r) for r in service.submit_jobs(conn, jobs, common.caller(), common.utcnow())])

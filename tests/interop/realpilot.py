@@ -44,11 +44,9 @@ def ensure_pilot_source(cache_dir: Path) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     sdists = sorted(cache_dir.glob(f"panda*pilot-{PILOT_VERSION}.tar.gz"))
     if not sdists:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-             "--disable-pip-version-check", "-q", "-d", str(cache_dir), f"panda-pilot=={PILOT_VERSION}"],
-            check=True, capture_output=True, text=True, timeout=600,
-        )
+        pip = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps"]
+        pip += ["--no-binary", ":all:", "-d", str(cache_dir), f"panda-pilot=={PILOT_VERSION}"]
+        subprocess.run(pip, check=True, capture_output=True, text=True, timeout=600)
         sdists = sorted(cache_dir.glob(f"panda*pilot-{PILOT_VERSION}.tar.gz"))
         if not sdists:
             raise RuntimeError(f"pip download left no panda-pilot sdist in {cache_dir}")
@@ -139,6 +137,10 @@ def run_pilot(
 ) -> PilotRun:
     """Run pilot.py once, isolated, in ``workdir`` (its PILOT_HOME); wait for it to exit.
 
+    Use a fresh ``workdir`` per run: the pilot caches ``queuedata.json`` there and a stale
+    copy wins over ``queuedata_url``.  The exit code alone proves little (3.7 exits 0 after a
+    failed or empty getJob): assert on what the server recorded.
+
     ``ca_dir`` is the hashed CA directory (``openssl rehash``) curl verifies the server with;
     with 3.7 curl also trusts the CA certificates in ``proxy_file`` (``--cacert``).
     """
@@ -163,20 +165,16 @@ def run_pilot(
     check_user_access(ca_dir, "-x", user)
     check_user_access(ca_dir, "-r", user)
 
-    env = {"HOME": pw.pw_dir, "PATH": "/usr/bin:/bin", "PILOT_NOKILL": "1",
-           "X509_USER_PROXY": str(proxy), "X509_CERT_DIR": str(ca_dir), **(extra_env or {})}
+    env = {"HOME": pw.pw_dir, "PATH": "/usr/bin:/bin", "PILOT_NOKILL": "1"}
+    env |= {"X509_USER_PROXY": str(proxy), "X509_CERT_DIR": str(ca_dir), **(extra_env or {})}
     if env["PILOT_NOKILL"] != "1":
         raise ValueError("PILOT_NOKILL must stay 1")
-    cmd = [
-        "setsid", "unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
-        "runuser", "-u", user, "--",
-        "env", "-i", *(f"{k}={v}" for k, v in env.items()),
-        "timeout", "-k", str(KILL_GRACE), str(timeout), PILOT_PYTHON, "pilot3/pilot.py",
-        "-q", queue, "--pilot-user", "generic", "-w", "generic", "-d", "-j", label,
-        "--url", server_url, "-p", str(port),
-        "--queuedata-url", queuedata_url, "--storagedata-url", storagedata_url,
-        "--use-rucio-traces", "false", "-v", str(getjob_requests), *extra_args,
-    ]
+    cmd = [*"setsid unshare --pid --fork --mount-proc --kill-child runuser -u".split(), user, "--"]
+    cmd += ["env", "-i", *(f"{k}={v}" for k, v in env.items())]
+    cmd += ["timeout", "-k", str(KILL_GRACE), str(timeout), PILOT_PYTHON, "pilot3/pilot.py", "-q", queue]
+    cmd += [*"--pilot-user generic -w generic -d -j".split(), label, "--url", server_url, "-p", str(port)]
+    cmd += ["--queuedata-url", queuedata_url, "--storagedata-url", storagedata_url]
+    cmd += ["--use-rucio-traces", "false", "-v", str(getjob_requests), *extra_args]
     out_path, err_path = workdir / "pilot.stdout", workdir / "pilot.stderr"
     (workdir / "pilot.cmd").write_text(" ".join(cmd) + "\n")
     t0 = time.monotonic()
@@ -194,8 +192,8 @@ def run_pilot(
             proc.wait()
             raise
     elapsed = time.monotonic() - t0
-    return PilotRun(rc, out_path.read_text(errors="replace"), err_path.read_text(errors="replace"),
-                    workdir, elapsed)
+    stdout, stderr = (f.read_text(errors="replace") for f in (out_path, err_path))
+    return PilotRun(rc, stdout, stderr, workdir, elapsed)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
