@@ -7,6 +7,7 @@ reached and answered, 255 (EC_Failed) otherwise; result is None on failure. Bamb
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -31,10 +32,11 @@ def _call(
     config: ClientConfig | None,
     *,
     secure: bool = True,
+    object_hook: Any = None,
 ) -> tuple[int, Any]:
     session = _session(config)
     try:
-        reply = session.legacy(method, params, secure=secure)
+        reply = session.legacy(method, params, secure=secure, object_hook=object_hook)
     except TransportError as exc:
         log.error("%s failed: %s", method, exc)
         return EC_Failed, None
@@ -54,32 +56,30 @@ def submitJobs(jobs: Sequence[JobSpec], config: ClientConfig | None = None) -> t
 
 def getJobStatus(ids: Sequence[int], config: ClientConfig | None = None) -> tuple[int, Any]:
     """[JobSpec or None] for the ids, searched in all four job tables (HTTP, passive)."""
-    status, reply = _call(
-        "getJobStatus", {"ids": wire.json.dumps([int(i) for i in ids])}, config, secure=False
-    )
+    status, reply = _call("getJobStatus", {"ids": json.dumps([int(i) for i in ids])}, config, secure=False)
     if reply is None:
         return status, None
     return status, [None if s is None else JobSpec.from_state(s) for s in _load_states(reply)]
 
 
 def _load_states(reply: Any) -> list[Any]:
-    return wire.json.loads(wire.json.dumps(reply), object_hook=wire._decode_special)
+    return wire.json.loads(json.dumps(reply), object_hook=wire._decode_special)
 
 
 def killJobs(
     ids: Sequence[int], code: str | None = None, config: ClientConfig | None = None
 ) -> tuple[int, Any]:
-    params = {"ids": wire.json.dumps([int(i) for i in ids])}
+    params = {"ids": json.dumps([int(i) for i in ids])}
     if code is not None:
         params["code"] = str(code)
     return _call("killJobs", params, config)
 
 
 def reassignJobs(ids: Sequence[int], config: ClientConfig | None = None) -> tuple[int, Any]:
-    return _call("reassignJobs", {"ids": wire.json.dumps([int(i) for i in ids])}, config)
+    return _call("reassignJobs", {"ids": json.dumps([int(i) for i in ids])}, config)
 
 
 def queryPandaIDs(job_definition_ids: Sequence[int], config: ClientConfig | None = None) -> tuple[int, Any]:
     """Newest PandaID of the managed job with each jobDefinitionID (None if unknown)."""
-    return _call("queryPandaIDs", {"ids": wire.json.dumps([int(i) for i in job_definition_ids])}, config,
+    return _call("queryPandaIDs", {"ids": json.dumps([int(i) for i in job_definition_ids])}, config,
                  secure=False)  # fmt: skip

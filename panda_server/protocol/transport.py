@@ -50,6 +50,7 @@ class PandaSession:
         secure: bool = True,
         as_json: bool = False,
         gzip_json: bool = False,
+        object_hook: Any = None,
     ) -> Any:
         """POST /server/panda/<method>; returns the decoded reply (dict, list or text)."""
         base = self.url_ssl if secure else self.url
@@ -62,7 +63,7 @@ class PandaSession:
             response = self._post(url, data=params, headers=headers)
         text = response.text
         if response.headers.get("Content-Type", "").startswith("application/json"):
-            return json.loads(text)
+            return json.loads(text, object_hook=object_hook)
         return wire.decode_reply(text) if "=" in text else text
 
     def api(self, endpoint: str, params: dict[str, Any]) -> tuple[bool, str, Any]:

@@ -112,7 +112,7 @@ def _encode_special(obj: Any) -> Any:
     raise TypeError(f"cannot encode {type(obj).__name__}")
 
 
-def _decode_special(obj: dict[str, Any]) -> Any:
+def decode_special(obj: dict[str, Any]) -> Any:
     if "_datetime_object" in obj:
         return dt.datetime.strptime(str(obj["_datetime_object"]), "%Y-%m-%d %H:%M:%S.%f")
     return obj
@@ -125,7 +125,7 @@ def dump_job_states(jobs: list[JobSpec]) -> str:
 def load_job_states(text: str, *, max_jobs: int) -> list[JobSpec]:
     """Parse a `jobs` parameter; errors name the job index and the attribute."""
     try:
-        states = json.loads(text, object_hook=_decode_special)
+        states = json.loads(text, object_hook=decode_special)
     except (TypeError, ValueError) as exc:
         raise BodyError(f"jobs is not valid JSON: {exc}") from None
     if not isinstance(states, list):
