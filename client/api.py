@@ -56,14 +56,11 @@ def submitJobs(jobs: Sequence[JobSpec], config: ClientConfig | None = None) -> t
 
 def getJobStatus(ids: Sequence[int], config: ClientConfig | None = None) -> tuple[int, Any]:
     """[JobSpec or None] for the ids, searched in all four job tables (HTTP, passive)."""
-    status, reply = _call("getJobStatus", {"ids": json.dumps([int(i) for i in ids])}, config, secure=False)
+    params = {"ids": json.dumps([int(i) for i in ids])}
+    status, reply = _call("getJobStatus", params, config, secure=False, object_hook=wire.decode_special)
     if reply is None:
         return status, None
-    return status, [None if s is None else JobSpec.from_state(s) for s in _load_states(reply)]
-
-
-def _load_states(reply: Any) -> list[Any]:
-    return wire.json.loads(json.dumps(reply), object_hook=wire._decode_special)
+    return status, [None if s is None else JobSpec.from_state(s) for s in reply]
 
 
 def killJobs(

@@ -427,8 +427,10 @@ def create_pki(
 
 
 def default_pki_dir() -> Path:
-    """$PANDA_PKI_DIR, else var/pki under the current directory."""
-    return Path(os.environ.get("PANDA_PKI_DIR") or Path.cwd() / "var" / "pki")
+    """The server's PKI directory: $PANDA_PKI_DIR, else var/pki in the checkout (Settings.pki_dir)."""
+    from panda_server.settings import Settings
+
+    return Settings.from_env().pki_dir
 
 
 _POLICY_NAMES = {POLICY_INHERIT_ALL: "inherit all", POLICY_LIMITED: "limited"}
@@ -491,10 +493,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="panda-ca",
         description="Mint a local grid-style PKI for PanDA-WMS: CA, host/user/pilot certs, RFC 3820 proxies.",
-        epilog="DIR defaults to $PANDA_PKI_DIR, else ./var/pki. Any error exits with code 2.",
+        epilog="DIR defaults to $PANDA_PKI_DIR, else var/pki in the checkout. Any error exits with code 2.",
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--dir", type=Path, help="PKI directory (default $PANDA_PKI_DIR, else ./var/pki)")
+    common.add_argument("--dir", type=Path, help="PKI directory (default $PANDA_PKI_DIR, else var/pki in the checkout)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{init,proxy,show}")
     init, proxy, show = (
         sub.add_parser(name, parents=[] if name == "show" else [common], help=text, description=text)

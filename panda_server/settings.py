@@ -88,11 +88,21 @@ class Settings:
         out = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if field.name == "database_url" and "@" in str(value) and ":" in str(value).split("@")[0][13:]:
-                head, tail = str(value).split("@", 1)
-                value = head.rsplit(":", 1)[0] + ":***@" + tail
+            if field.name == "database_url":
+                value = mask_password(str(value))
             out["PANDA_" + field.name.upper()] = str(value)
         return out
+
+
+def mask_password(url: str) -> str:
+    """postgresql+psycopg://user:secret@host/db → postgresql+psycopg://user:***@host/db."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, host = rest.rsplit("@", 1)
+    if ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
 def _convert(field: dataclasses.Field, text: str) -> Any:

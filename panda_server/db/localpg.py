@@ -57,8 +57,19 @@ def init(base: Path) -> None:
           "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])  # fmt: skip
 
 
+def is_running(base: Path) -> bool:
+    if not (base / "data" / "postmaster.pid").exists():
+        return False
+    proc = subprocess.run(_as_owner([str(pg_bindir() / "pg_ctl"), "-D", str(base / "data"), "status"]),
+                          capture_output=True, timeout=30)  # fmt: skip
+    return proc.returncode == 0
+
+
 def start(base: Path, port: int, *, fast: bool = True) -> str:
-    """Start the server; returns its SQLAlchemy URL (database `panda`, created if missing)."""
+    """Start the server (unless it runs already); returns its SQLAlchemy URL (database `panda`)."""
+    if is_running(base):
+        create_database(port, "panda")
+        return url(port)
     opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c max_connections=200"
     if fast:  # test/dev only: durability traded for speed
         opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -81,6 +92,6 @@ def create_database(port: int, name: str) -> None:
 
 
 def stop(base: Path, *, mode: str = "fast") -> None:
-    if not (base / "data" / "postmaster.pid").exists():
+    if not is_running(base):
         return
     _run([str(pg_bindir() / "pg_ctl"), "-D", str(base / "data"), "-m", mode, "-w", "-t", "60", "stop"])

@@ -226,10 +226,17 @@ def wire_value(value: Any) -> str:
     if value is None:
         return NULL
     if isinstance(value, dt.datetime):
-        return value.strftime(WIRE_TIME_FORMAT)
+        return format_time(value)
     if isinstance(value, bool):
         return "True" if value else "False"
     return str(value)
+
+
+def format_time(value: dt.datetime, *, micro: bool = False) -> str:
+    """%Y-%m-%d %H:%M:%S[.%f] with a 4-digit year (strftime drops the padding before year 1000,
+    and prodDBUpdateTime of an unreported job is 0001-01-01)."""
+    text = f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value:%H:%M:%S}"
+    return f"{text}.{value.microsecond:06d}" if micro else text
 
 
 def comma_join(values: Iterable[Any]) -> str:

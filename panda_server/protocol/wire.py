@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-from panda_server.protocol.jobspec import JobSpec, SpecError, wire_value
+from panda_server.protocol.jobspec import JobSpec, SpecError, format_time, wire_value
 
 GZIP_MAGIC = b"\x1f\x8b"
 DEFAULT_MAX_BODY = 16 * 1024 * 1024  # decompressed bytes accepted in one request
@@ -108,7 +108,7 @@ def decode_reply(text: str) -> dict[str, Any]:
 
 def _encode_special(obj: Any) -> Any:
     if isinstance(obj, dt.datetime):
-        return {"_datetime_object": obj.strftime("%Y-%m-%d %H:%M:%S.%f")}
+        return {"_datetime_object": format_time(obj, micro=True)}
     raise TypeError(f"cannot encode {type(obj).__name__}")
 
 

@@ -26,8 +26,10 @@ def ddm_endpoint(conn: Connection, siteid: str) -> str:
 
 
 def queue_data(conn: Connection, nickname: str) -> dict[str, Any] | None:
+    """The queue's definition; the status column wins, so an operator's change reaches pilots."""
     s = t.schedconfig
-    return conn.execute(sa.select(s.c.data).where(s.c.nickname == nickname)).scalar()
+    row = conn.execute(sa.select(s.c.data, s.c.status).where(s.c.nickname == nickname)).first()
+    return None if row is None else {**row.data, "status": row.status}
 
 
 def site_specs(conn: Connection, site_type: str = "all") -> dict[str, dict[str, Any]]:

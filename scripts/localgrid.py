@@ -1,0 +1,156 @@
+"""The local grid on one machine: `make run` (up + demo) and `make stop` (down).
+
+up:   private PostgreSQL under var/pg (127.0.0.1:$PANDA_PG_PORT, default 16432), PKI in var/pki,
+      migrations, schedconfig sync, the server (gunicorn https :25443 and http :25080) and the
+      setupper and adder daemons in the background; PIDs in var/run, logs in var/log.
+demo: submits a small workload as the local user and shows it through getJobStatus.
+down: stops every process listed in var/run (by PID, process group) and the PostgreSQL.
+status: what is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+RUN, LOG = VAR / "run", VAR / "log"
+PG_PORT = int(os.environ.get("PANDA_PG_PORT", "16432"))
+DB_URL = os.environ.get("PANDA_DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:{PG_PORT}/panda")
+SERVICES = {  # name → argv; gunicorn listeners pick their port with PANDA_LISTEN
+    "server-https": ["gunicorn", "-c", "panda_server/gunicorn_conf.py", "panda_server.wsgi:application"],
+    "server-http": ["gunicorn", "-c", "panda_server/gunicorn_conf.py", "panda_server.wsgi:application"],
+    "setupper": ["panda-daemon", "setupper"],
+    "adder": ["panda-daemon", "adder"],
+}
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e.setdefault("PANDA_DATABASE_URL", DB_URL)
+    e.setdefault("PANDA_PKI_DIR", str(VAR / "pki"))
+    e.setdefault("PANDA_SERVER_NAME", "localhost")
+    e["PATH"] = f"{Path(sys.executable).parent}:{e.get('PATH', '')}"
+    return e
+
+
+def step(text: str, argv: list[str]) -> None:
+    print(f"==> {text}", flush=True)
+    proc = subprocess.run(argv, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def start_service(name: str) -> None:
+    pidfile = RUN / f"{name}.pid"
+    if pidfile.exists() and alive(int(pidfile.read_text())):
+        print(f"    {name} already running (pid {pidfile.read_text().strip()})")
+        return
+    extra = {"PANDA_LISTEN": name.split("-")[1]} if name.startswith("server-") else {}
+    bin_dir = Path(sys.executable).parent
+    argv = [str(bin_dir / SERVICES[name][0]), *SERVICES[name][1:]]
+    with open(LOG / f"{name}.log", "ab") as out:
+        proc = subprocess.Popen(argv, cwd=ROOT, env={**env(), **extra}, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    pidfile.write_text(str(proc.pid))
+    print(f"    {name} started (pid {proc.pid}, log var/log/{name}.log)")
+
+
+def wait_alive(url: str, seconds: float = 60) -> None:
+    import requests
+
+    s = requests.Session()
+    s.trust_env = False
+    s.verify, s.cert = str(VAR / "pki" / "ca"), str(VAR / "pki" / "user.proxy")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if s.get(f"{url}/server/panda/isAlive", timeout=3).text == "alive=yes":
+                return
+        except requests.RequestException:
+            time.sleep(0.3)
+    sys.exit(f"server at {url} did not come up; see var/log/")
+
+
+def up() -> None:
+    for d in (RUN, LOG):
+        d.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    step(f"PostgreSQL on 127.0.0.1:{PG_PORT} (var/pg)", [py, "-m", "panda_server.cli", "pg", "start", "--dir",
+                                                       str(VAR / "pg"), "--port", str(PG_PORT)])  # fmt: skip
+    step("PKI in var/pki (CA, host, user and pilot proxies)", [py, "-m", "panda_server.ca", "init", "--dir",
+                                                               str(VAR / "pki")])  # fmt: skip
+    step("migrations", [py, "-m", "panda_server.cli", "db", "upgrade"])
+    step("schedconfig sync", [py, "-m", "schedconfig.cli", "sync"])
+    print("==> services", flush=True)
+    for name in SERVICES:
+        start_service(name)
+    wait_alive("https://localhost:25443")
+    wait_alive("http://localhost:25080")
+
+
+def down() -> None:
+    for pidfile in sorted(RUN.glob("*.pid")) if RUN.exists() else []:
+        pid = int(pidfile.read_text())
+        if alive(pid):
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(100):  # up to 20 s for a graceful exit
+                if not alive(pid):
+                    break
+                time.sleep(0.2)
+            else:
+                os.killpg(pid, signal.SIGKILL)
+            print(f"stopped {pidfile.stem} (pid {pid})")
+        pidfile.unlink()
+    from panda_server.db import localpg
+
+    if (VAR / "pg" / "data" / "postmaster.pid").exists():
+        localpg.stop(VAR / "pg")
+        print("stopped PostgreSQL")
+
+
+def status() -> int:
+    running = 0
+    for pidfile in sorted(RUN.glob("*.pid")) if RUN.exists() else []:
+        pid = int(pidfile.read_text())
+        state = "running" if alive(pid) else "dead"
+        running += state == "running"
+        print(f"{pidfile.stem:14} pid {pid:7} {state}")
+    pg = (VAR / "pg" / "data" / "postmaster.pid").exists()
+    print(f"{'postgresql':14} {'running' if pg else 'stopped'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["up", "down", "demo", "status"])
+    args = parser.parse_args(argv)
+    if args.action == "up":
+        up()
+    elif args.action == "down":
+        down()
+    elif args.action == "demo":
+        from scripts import demo
+
+        return demo.main(env())
+    else:
+        return status()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

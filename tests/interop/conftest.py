@@ -1,0 +1,84 @@
+"""Fixtures for the interop tests: the real PyPI panda-pilot against our running server.
+
+The pilot sdist is downloaded once per machine into ``<repo>/var/test-cache/`` (gitignored).
+The server here is a private one with gunicorn's access log on, so a test can show the exact
+requests the pilot made.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.interop import realpilot
+from tests.support import server as srv
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+PILOT_CACHE = ROOT / "var" / "test-cache"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "interop: runs the real PyPI panda-pilot as its own Unix user (needs root and unshare)"
+    )
+
+
+def missing_prerequisite() -> str | None:
+    """Why the real pilot cannot run here, or None. Anything else missing is a failure."""
+    if os.geteuid() != 0:
+        return "the real pilot runs as its own Unix user in its own PID namespace: needs root"
+    if shutil.which("unshare") is None:
+        return "unshare (util-linux) is missing: the real pilot must run in its own PID namespace"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = missing_prerequisite()
+    if reason is None:
+        return
+    for item in items:
+        if item.get_closest_marker("interop") is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def pilot_source() -> Path:
+    """The unpacked panda-pilot sdist (holds pilot.py), cached in var/test-cache/."""
+    return realpilot.ensure_pilot_source(PILOT_CACHE)
+
+
+# gunicorn's default access log format: h l u t "r" s b "f" "a"
+_ACCESS = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3}) ')
+
+
+@dataclass
+class AccessLog:
+    path: Path
+
+    def offset(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def requests_since(self, offset: int) -> list[tuple[str, str, int]]:
+        """(method, path, HTTP status) of every request logged after ``offset``, in order."""
+        with open(self.path, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode(errors="replace")
+        return [(m["method"], m["path"], int(m["status"])) for m in _ACCESS.finditer(text)]
+
+
+@pytest.fixture(scope="session")
+def pilot_server(workdir, db_url, pki, schedconfig_loaded):
+    """A running server (HTTPS with client certificates + HTTP) that logs every request."""
+    with srv.running_server(workdir / "interop-server", db_url=db_url, pki=pki,
+                            extra_env={"PANDA_ACCESS_LOG": "-"}) as s:  # fmt: skip
+        yield s
+
+
+@pytest.fixture(scope="session")
+def https_access(pilot_server) -> AccessLog:
+    return AccessLog(pilot_server.logs / "gunicorn-https.log")
