@@ -496,7 +496,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog="DIR defaults to $PANDA_PKI_DIR, else var/pki in the checkout. Any error exits with code 2.",
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--dir", type=Path, help="PKI directory (default $PANDA_PKI_DIR, else var/pki in the checkout)")
+    common.add_argument(
+        "--dir", type=Path, help="PKI directory (default $PANDA_PKI_DIR, else var/pki in the checkout)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{init,proxy,show}")
     init, proxy, show = (
         sub.add_parser(name, parents=[] if name == "show" else [common], help=text, description=text)

@@ -36,7 +36,7 @@ class PandaSession:
     def _post(self, url: str, **kwargs: Any) -> requests.Response:
         try:
             response = self.http.post(url, timeout=self.timeout, **kwargs)
-        except requests.RequestException as exc:
+        except (requests.RequestException, OSError) as exc:  # OSError: unreadable proxy file
             raise TransportError(f"cannot reach {url}: {exc}") from None
         if response.status_code >= 400 and "application/json" not in response.headers.get("Content-Type", ""):
             raise TransportError(f"{url}: HTTP {response.status_code}: {response.text[:300]}")

@@ -49,7 +49,9 @@ def test_eight_threads_racing_never_share_a_job(clean_db):
     assert sum(1 for lst in taken if lst) > 1, "only one pilot got work: no real race happened"
     with engine.connect() as conn:
         a = t.jobsactive4
-        hosts = dict(conn.execute(sa.select(a.c.PandaID, a.c.modificationHost).where(a.c.jobStatus == "sent")).all())
+        hosts = dict(
+            conn.execute(sa.select(a.c.PandaID, a.c.modificationHost).where(a.c.jobStatus == "sent")).all()
+        )
     assert len(hosts) == 200
     for n, lst in enumerate(taken):
         assert all(hosts[i] == f"node{n}" for i in lst)

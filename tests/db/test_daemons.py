@@ -50,7 +50,9 @@ def _holding_job_with_report(engine, report, pilot_status="finished", outputs=1)
         panda_id = insert_job(conn, JobStatus.holding, job=simple_job(outputs=outputs))
         job = _job(conn, panda_id)
         data = report(job) if callable(report) else report
-        reports.save(conn, panda_id, pilot_status=pilot_status, data=data, attempt_nr=1, label="managed", now=NOW)
+        reports.save(
+            conn, panda_id, pilot_status=pilot_status, data=data, attempt_nr=1, label="managed", now=NOW
+        )
     return panda_id
 
 
@@ -90,7 +92,9 @@ def test_adder_fails_a_job_whose_report_lacks_an_output(clean_db):
 def test_adder_fails_on_unparsable_or_wrong_guid_reports(clean_db):
     garbage = _holding_job_with_report(clean_db, "{not json")
     wrong_guid = _holding_job_with_report(
-        clean_db, lambda job: json.dumps({f.lfn: {"guid": "deadbeef", "fsize": 1, "adler32": "1"} for f in job.Files}))
+        clean_db,
+        lambda job: json.dumps({f.lfn: {"guid": "deadbeef", "fsize": 1, "adler32": "1"} for f in job.Files}),
+    )
     adder.run_once(clean_db, S, NOW)
     with clean_db.connect() as conn:
         assert "unusable output report" in _job(conn, garbage).ddmErrorDiag
@@ -121,7 +125,9 @@ def test_adder_reads_2008_pool_xml_reports(clean_db):
     panda_id = _holding_job_with_report(clean_db, pool)
     assert adder.run_once(clean_db, S, NOW).finished == 1
     with clean_db.connect() as conn:
-        assert {(f.fsize, f.checksum, f.md5sum) for f in _job(conn, panda_id).Files} == {(42, "md5:abcd", "abcd")}
+        assert {(f.fsize, f.checksum, f.md5sum) for f in _job(conn, panda_id).Files} == {
+            (42, "md5:abcd", "abcd")
+        }
 
 
 def test_adder_drops_reports_of_jobs_no_longer_holding(clean_db):

@@ -16,7 +16,9 @@ def test_sequences_exist_and_pandaids_start_high(engine):
     with engine.connect() as conn:
         names = set(conn.execute(sa.text("select relname from pg_class where relkind='S'")).scalars())
         assert {"jobsdefined4_pandaid_seq", "filestable4_row_id_seq", "subcounter_subid_seq"} <= names
-        start = conn.execute(sa.text("select start_value from pg_sequences where sequencename='jobsdefined4_pandaid_seq'"))
+        start = conn.execute(
+            sa.text("select start_value from pg_sequences where sequencename='jobsdefined4_pandaid_seq'")
+        )
         assert start.scalar_one() == 1000
 
 

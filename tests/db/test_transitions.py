@@ -40,10 +40,13 @@ def test_transition(engine, old, new):
                 assert stored["stateChangeTime"] == NOW and stored["modificationTime"] == NOW
                 assert len(stored["pilotErrorDiag"]) == 500  # truncated to the column size
                 # exactly one row across the four tables
-                assert sum(
-                    conn.execute(sa.select(sa.func.count()).where(tb.c.PandaID == panda_id)).scalar_one()
-                    for tb in t.JOB_TABLE.values()
-                ) == 1
+                assert (
+                    sum(
+                        conn.execute(sa.select(sa.func.count()).where(tb.c.PandaID == panda_id)).scalar_one()
+                        for tb in t.JOB_TABLE.values()
+                    )
+                    == 1
+                )
             else:
                 with pytest.raises(StateConflict, match=f"is {old.value}; cannot become {new.value}"):
                     jobs.set_status(conn, panda_id, new, now=NOW)

@@ -34,5 +34,7 @@ def test_the_block_really_blocks():
 
 
 def test_panda_server_package_is_empty():
-    proc = _run("import panda_server, sys\nprint(sorted(m for m in sys.modules if m.startswith('panda_server')))\n")
+    proc = _run(
+        "import panda_server, sys\nprint(sorted(m for m in sys.modules if m.startswith('panda_server')))\n"
+    )
     assert proc.stdout.strip() == "['panda_server']"

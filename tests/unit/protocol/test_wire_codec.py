@@ -20,7 +20,9 @@ def test_form_body():
 
 
 def test_gzip_json_without_content_encoding_and_booleans():
-    body = gzip.compress(json.dumps({"siteName": "X", "allowOtherCountry": False, "diskSpace": 20000}).encode())
+    body = gzip.compress(
+        json.dumps({"siteName": "X", "allowOtherCountry": False, "diskSpace": 20000}).encode()
+    )
     got = wire.decode_body(body, "application/json")
     assert got == {"siteName": "X", "allowOtherCountry": "False", "diskSpace": 20000}
 
@@ -41,7 +43,10 @@ def test_reply_urlencoded_unless_json_accepted():
     body, ctype = wire.encode_reply({"StatusCode": 0, "command": None}, as_json=False)
     assert ctype == "text/plain" and urllib.parse.parse_qs(body) == {"StatusCode": ["0"], "command": ["NULL"]}
     body, ctype = wire.encode_reply({"StatusCode": 20, "errorDialog": "no jobs in PanDA"}, as_json=True)
-    assert ctype == "application/json" and json.loads(body) == {"StatusCode": 20, "errorDialog": "no jobs in PanDA"}
+    assert ctype == "application/json" and json.loads(body) == {
+        "StatusCode": 20,
+        "errorDialog": "no jobs in PanDA",
+    }
     assert wire.accepts_json("text/html, application/json") and not wire.accepts_json(None)
 
 
@@ -65,9 +70,15 @@ def test_label_mapping():
 def test_job_reply_aligns_lists_and_separates_the_log():
     job = JobSpec(PandaID=1001, jobParameters="a b", prodSourceLabel="managed", attemptNr=1)
     for lfn, guid in (("in1", "g1"), ("in2", "g2"), ("in1", "g1")):
-        job.add_file(FileSpec(lfn=lfn, GUID=guid, type="input", fsize=10, checksum="ad:01", scope="s1", dataset="ds"))
-    job.add_file(FileSpec(lfn="out1", type="output", scope="so", dataset="dso", destinationDBlock="dso_sub01"))
-    job.add_file(FileSpec(lfn="log1", type="log", scope="sl", dataset="dsl", GUID="lg", destinationDBlock="dsl"))
+        job.add_file(
+            FileSpec(lfn=lfn, GUID=guid, type="input", fsize=10, checksum="ad:01", scope="s1", dataset="ds")
+        )
+    job.add_file(
+        FileSpec(lfn="out1", type="output", scope="so", dataset="dso", destinationDBlock="dso_sub01")
+    )
+    job.add_file(
+        FileSpec(lfn="log1", type="log", scope="sl", dataset="dsl", GUID="lg", destinationDBlock="dsl")
+    )
     r = job_reply(job, ddm_endpoint="SE_DATADISK")
     assert r["inFiles"] == "in1,in2" and r["GUID"] == "g1,g2" and r["fsize"] == "10,10"
     assert r["outFiles"] == "out1,log1" and r["scopeOut"] == "so" and r["scopeLog"] == "sl"
