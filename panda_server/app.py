@@ -22,9 +22,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Flask refuses larger bodies with 413 before we read them; gzip is capped again on inflate.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
 
-    from panda_server.web import api_v1, cache, legacy
+    from panda_server.web import api_v1, cache, legacy, openapi
 
     app.register_blueprint(legacy.bp)
+    app.register_blueprint(openapi.bp)  # before api_v1: its route would match /api/v1/openapi.json too
     app.register_blueprint(api_v1.bp)
     app.register_blueprint(cache.bp)
 
