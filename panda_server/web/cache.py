@@ -6,6 +6,7 @@ sync` is visible at once. Plain files (user sandboxes) are served from Settings.
 
 from __future__ import annotations
 
+import functools
 import json
 
 from flask import Blueprint, Response, abort, send_from_directory
@@ -25,16 +26,27 @@ def _json(data: object) -> Response:
     return Response(json.dumps(data, indent=1, sort_keys=True), mimetype="application/json")
 
 
-def _refused(exc: PandaError) -> Response:
-    return Response(json.dumps({"error": exc.message}), status=exc.http_status, mimetype="application/json")
+def _guarded(key: str):
+    """Apply the policy table entry `key`; a refusal becomes a JSON error with its HTTP status."""
+
+    def wrap(view):
+        @functools.wraps(view)
+        def inner(*args, **kwargs):
+            try:
+                common.enforce(key)
+            except PandaError as exc:
+                return Response(json.dumps({"error": exc.message}), status=exc.http_status,
+                                mimetype="application/json")  # fmt: skip
+            return view(*args, **kwargs)
+
+        return inner
+
+    return wrap
 
 
 @bp.route("/cache/schedconfig/<queue>.all.json", methods=["GET"])
+@_guarded("/cache/schedconfig/<queue>.all.json")
 def queuedata(queue: str) -> Response:
-    try:
-        common.enforce("/cache/schedconfig/<queue>.all.json")
-    except PandaError as exc:
-        return _refused(exc)
     with transaction(common.engine()) as conn:
         data = sites.queue_data(conn, queue)
     if data is None:
@@ -48,22 +60,16 @@ def queuedata(queue: str) -> Response:
 
 
 @bp.route("/cache/ddmendpoints.json", methods=["GET"])
+@_guarded("/cache/ddmendpoints.json")
 def ddmendpoints() -> Response:
-    try:
-        common.enforce("/cache/ddmendpoints.json")
-    except PandaError as exc:
-        return _refused(exc)
     with transaction(common.engine()) as conn:
         queues = read_queues(conn)
     return _json(export.ddmendpoints(queues, storage_root=common.settings().storage_root))
 
 
 @bp.route("/cache/<path:path>", methods=["GET"])
+@_guarded("/cache/<path>")
 def cached_file(path: str) -> Response:
-    try:
-        common.enforce("/cache/<path>")
-    except PandaError as exc:
-        return _refused(exc)
     directory = common.settings().cache_dir
     if not directory.is_dir():
         abort(404)
