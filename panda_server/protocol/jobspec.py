@@ -144,10 +144,14 @@ class FileSpec:
 
     @classmethod
     def from_state(cls, state: list[Any]) -> FileSpec:
-        """Positional file state as panda-client sends it (extra trailing items, the owner, ignored)."""
-        if not isinstance(state, list):
-            raise SpecError("a file state must be a list")
-        return cls(**dict(zip(FILE_ATTRIBUTES, state[: len(FILE_ATTRIBUTES)], strict=False)))
+        """Positional file state as panda-client sends it: the values, then the owner (ignored).
+
+        As in pandaclient's FileSpec.__setstate__ the last item is always the owner; missing
+        trailing values are None, values beyond ours are ignored.
+        """
+        if not isinstance(state, list) or not state:
+            raise SpecError("a file state must be a non-empty list (its values, then the owner)")
+        return cls(**dict(zip(FILE_ATTRIBUTES, state[:-1], strict=False)))
 
     def to_state(self) -> list[Any]:
         return [getattr(self, n) for n in FILE_ATTRIBUTES[:CLIENT_FILE_ATTRIBUTE_COUNT]] + [None]

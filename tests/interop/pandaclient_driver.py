@@ -40,6 +40,13 @@ def _encode(value):
 
 
 def _class_name(obj):
+    """Where the class comes from; MiscUtils relabels __module__ as pandaserver.taskbuffer.* for pickle."""
+    from pandaclient import FileSpec, JobSpec
+
+    for module in (JobSpec, FileSpec):
+        cls = getattr(module, module.__name__.rsplit(".", 1)[-1])
+        if type(obj) is cls:
+            return f"{module.__name__}.{cls.__qualname__}"
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
