@@ -16,7 +16,7 @@ from panda_server.settings import Settings
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
-    app = Flask("panda_server")
+    app = Flask("panda_server", static_folder=None)  # every route must be in web/policy.py
     app.config["PANDA_SETTINGS"] = settings
     app.config["PANDA_ENGINE"] = make_engine(settings.database_url, pool_size=settings.threads)
     # Flask refuses larger bodies with 413 before we read them; gzip is capped again on inflate.

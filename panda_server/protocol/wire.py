@@ -84,7 +84,14 @@ def encode_reply(data: Mapping[str, Any], as_json: bool) -> tuple[str, str]:
     """(body, content type) for a legacy reply dict such as {"StatusCode": 0, ...}."""
     if as_json:
         return json.dumps({k: _plain(v) for k, v in data.items()}, default=str), "application/json"
-    return urllib.parse.urlencode({k: wire_value(v) for k, v in data.items()}), "text/plain"
+    # S25 getJob(nJobs): a list value travels as JSON text inside the urlencoded reply
+    return urllib.parse.urlencode({k: _text(v) for k, v in data.items()}), "text/plain"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=str)
+    return wire_value(value)
 
 
 def _plain(value: Any) -> Any:

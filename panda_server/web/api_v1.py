@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from panda_server.db.engine import transaction
-from panda_server.errors import Forbidden, InvalidRequest, PandaError
+from panda_server.errors import InvalidRequest, PandaError
 from panda_server.jobdispatcher import dispatcher
 from panda_server.protocol import wire
 from panda_server.protocol.codes import StatusCode
@@ -26,6 +26,7 @@ from panda_server.web import common
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api_v1", __name__)
+bp.before_request(common.refuse_oversized_body)
 
 
 class Failure(Exception):
@@ -64,7 +65,10 @@ def _submit(conn, p):
         raise InvalidRequest("jobs is required: a JSON string with a list of job states")
     if not isinstance(text, str):
         text = json.dumps(text)
-    jobs = wire.load_job_states(text, max_jobs=common.settings().max_jobs_per_submit)
+    try:
+        jobs = wire.load_job_states(text, max_jobs=common.settings().max_jobs_per_submit)
+    except wire.BodyError as exc:  # malformed states: a clear answer, not a 500
+        raise InvalidRequest(str(exc)) from None
     stored = service.submit_jobs(conn, jobs, common.caller(), common.utcnow())
     by_id = {j.PandaID: j for j in jobs}
     return [[pid, def_id, {"jobsetID": by_id[pid].jobsetID}] for pid, def_id, _ in stored]
@@ -174,8 +178,6 @@ def call(module: str, method: str) -> Response:
         policy = common.enforce(f"/api/v1/{key}")
         if request.method not in policy.methods:
             return _envelope(False, f"{key} accepts {', '.join(policy.methods)}", None, 405)
-        if common.caller().limited_proxy:
-            raise Forbidden("limited proxies are refused by /api/v1; use a full proxy")
         data = handler(params())
     except Failure as exc:
         return _envelope(False, str(exc), exc.data)

@@ -7,11 +7,16 @@ from configured DN patterns (S25 pilot_owners / production_dns); VOMS FQANs are 
 
 from __future__ import annotations
 
+import functools
 import re
 import ssl
 from collections.abc import Mapping
 from typing import Any
 
+from cryptography import x509
+from pyasn1.error import PyAsn1Error
+
+from panda_server import ca
 from panda_server.caller import Caller
 from panda_server.protocol import identity
 from panda_server.settings import Settings
@@ -19,6 +24,38 @@ from panda_server.settings import Settings
 
 def _matches(patterns: tuple[str, ...], dn: str) -> bool:
     return any(re.search(p, dn) for p in patterns)
+
+
+def _peer_chain(sock: ssl.SSLSocket) -> tuple[bytes, ...]:
+    """DER of the peer's leaf and, where Python exposes it, its verified chain (leaf first)."""
+    leaf = sock.getpeercert(binary_form=True)
+    ders = [leaf] if leaf else []
+    # public in Python >= 3.13 (DER bytes); the same call on the _ssl object since 3.10
+    public = getattr(sock, "get_verified_chain", None)
+    private = getattr(getattr(sock, "_sslobj", None), "get_verified_chain", None)
+    try:
+        chain = public() if public is not None else (private() if private is not None else None)
+    except (ssl.SSLError, ValueError):
+        chain = None
+    for cert in chain or ():
+        der = cert if isinstance(cert, bytes) else cert.public_bytes(ssl._ssl.ENCODING_DER)  # type: ignore[attr-defined]
+        if der not in ders:
+            ders.append(der)
+    return tuple(ders)
+
+
+@functools.lru_cache(maxsize=1024)
+def _limited_rfc3820(ders: tuple[bytes, ...]) -> bool:
+    """True if a certificate of the chain is an RFC 3820 proxy with the Globus limited policy (a
+    proxy signed by a limited proxy is limited too); an unreadable proxy policy counts as limited."""
+    for der in ders:
+        try:
+            policy = ca.proxy_policy(x509.load_der_x509_certificate(der))
+        except (ValueError, PyAsn1Error, IndexError, TypeError):
+            return True
+        if policy == ca.POLICY_LIMITED:
+            return True
+    return False
 
 
 def caller_from_environ(environ: Mapping[str, Any], settings: Settings) -> Caller:
@@ -34,7 +71,7 @@ def caller_from_environ(environ: Mapping[str, Any], settings: Settings) -> Calle
     return Caller(
         dn=dn,
         secure=True,
-        limited_proxy=identity.is_limited_proxy(subject),
+        limited_proxy=identity.is_limited_proxy(subject) or _limited_rfc3820(_peer_chain(sock)),
         pilot=_matches(settings.pilot_dns, dn) or _matches(settings.production_dns, dn),
         production=_matches(settings.production_dns, dn),
         host=host,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import mimetypes
 
 from flask import Blueprint, Response, abort, send_from_directory
 
@@ -20,6 +21,7 @@ from schedconfig.model import ConfigError, QueueSpec
 from schedconfig.sync import read_queues
 
 bp = Blueprint("cache", __name__)
+_ENCODED_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz"}
 
 
 def _json(data: object) -> Response:
@@ -73,4 +75,9 @@ def cached_file(path: str) -> Response:
     directory = common.settings().cache_dir
     if not directory.is_dir():
         abort(404)
-    return send_from_directory(directory, path)  # refuses paths that leave the directory
+    # a .tar.gz is the file itself, not a compressed transfer: no Content-Encoding, or HTTP
+    # clients (requests, curl --compressed) would inflate the sandbox while saving it
+    ctype, encoding = mimetypes.guess_type(path)
+    if encoding is not None:
+        ctype = _ENCODED_TYPES.get(encoding, "application/octet-stream")
+    return send_from_directory(directory, path, mimetype=ctype or "application/octet-stream")  # stays inside

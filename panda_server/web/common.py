@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import current_app, g, request
+from flask import Response, current_app, g, request
 from sqlalchemy.engine import Engine
 
 from panda_server.caller import Caller
-from panda_server.errors import NotSecure, RoleRequired
+from panda_server.errors import Forbidden, NotSecure, RoleRequired
+from panda_server.protocol import wire
 from panda_server.settings import Settings
 from panda_server.web.auth import caller_from_environ
 from panda_server.web.policy import POLICY, Policy
@@ -41,6 +42,10 @@ def enforce(key: str) -> Policy:
     if policy.secure and not who.secure:
         raise NotSecure(f"{key.rsplit('/', 1)[-1]} needs HTTPS with a client certificate (port "
                         f"{settings().https_port})")  # fmt: skip
+    if policy.secure and who.limited_proxy:
+        # S25 is_secure: a limited proxy is not secure, whatever its roles (DESIGN §5: refused
+        # for every active call, legacy included)
+        raise Forbidden("limited proxies cannot make active calls; use a full proxy")
     if policy.role == "pilot" and not who.pilot:
         raise RoleRequired()
     if policy.role == "production" and not who.production:
@@ -50,3 +55,28 @@ def enforce(key: str) -> Policy:
 
 def bool_param(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+DRAIN_FACTOR = 4  # an oversized body up to this many times the limit is read and dropped
+
+
+def refuse_oversized_body() -> Response | None:
+    """before_request: 413 for a body above Settings.max_body_bytes.
+
+    The body is read and dropped first (up to DRAIN_FACTOR x the limit): a server that answers
+    and closes while the client is still sending makes the client see a broken connection (a TLS
+    EOF) instead of the 413. Anything larger is cut off unread.
+    """
+    limit = settings().max_body_bytes
+    length = request.content_length
+    if length is None or length <= limit:
+        return None
+    if length <= DRAIN_FACTOR * limit:
+        stream, left = request.environ["wsgi.input"], length
+        while left > 0:
+            chunk = stream.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            left -= len(chunk)
+    return Response(wire.v1_envelope(False, f"request body exceeds {limit} bytes"), status=413,
+                    mimetype="application/json")  # fmt: skip

@@ -24,6 +24,7 @@ from panda_server.web import common
 
 log = logging.getLogger(__name__)
 bp = Blueprint("legacy", __name__)
+bp.before_request(common.refuse_oversized_body)
 Handler = Callable[[Mapping[str, Any]], Any]
 
 
@@ -63,9 +64,10 @@ def _update_job(conn, p):
 
 def _submit_jobs(conn, p):
     s = common.settings()
-    jobs = (
-        wire.load_job_states(p.get("jobs") or "[]", max_jobs=s.max_jobs_per_submit) if p.get("jobs") else None
-    )
+    try:
+        jobs = wire.load_job_states(p["jobs"], max_jobs=s.max_jobs_per_submit) if p.get("jobs") else None
+    except wire.BodyError as exc:  # malformed states: a clear answer, not a 500
+        raise InvalidRequest(str(exc)) from None
     if not jobs:
         raise InvalidRequest("jobs is required: a JSON list of job states")
     return JsonText([list(r) for r in service.submit_jobs(conn, jobs, common.caller(), common.utcnow())])
@@ -111,12 +113,16 @@ METHODS: dict[str, Handler] = {
 }
 
 
+# S25: getStatus always answers urlencoded, checkJobStatus always JSON, whatever Accept says
+FIXED_REPLY_FORMAT: dict[str, bool] = {"getStatus": False, "checkJobStatus": True}
+
+
 @bp.route("/server/panda/<method>", methods=["GET", "POST"])
 def call(method: str) -> Response:
     handler = METHODS.get(method)
     if handler is None:
         return Response(f"ERROR : method {method} is forbidden", status=403, mimetype="text/plain")
-    as_json = wire.accepts_json(request.headers.get("Accept"))
+    as_json = FIXED_REPLY_FORMAT.get(method, wire.accepts_json(request.headers.get("Accept")))
     try:
         common.enforce(f"/server/panda/{method}")
         result = handler(params())

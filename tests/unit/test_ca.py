@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from panda_server import ca
+from panda_server.settings import Settings
 
 # One PKI per module: RSA key generation dominates the run time
 pytestmark = pytest.mark.timeout(120)
@@ -271,5 +272,5 @@ def test_default_dir_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     monkeypatch.setenv("PANDA_PKI_DIR", str(tmp_path / "env"))
     assert ca.default_pki_dir() == tmp_path / "env"
     monkeypatch.delenv("PANDA_PKI_DIR")
-    monkeypatch.chdir(tmp_path)
-    assert ca.default_pki_dir() == tmp_path / "var" / "pki"
+    monkeypatch.chdir(tmp_path)  # the default follows the server's Settings, not the working directory
+    assert ca.default_pki_dir() == Settings().pki_dir

@@ -30,12 +30,20 @@ def extra_creds(workdir, pki):
     paths = {
         "other": base / "other.proxy",
         "limited": base / "limited.proxy",
+        "from_limited": base / "from-limited.proxy",
+        "full": base / "full.proxy",
+        "pilot_limited": base / "pilot-limited.proxy",
         "untrusted": base / "untrusted.proxy",
         "untrusted_cert": base / "untrusted-cert.pem",
         "untrusted_key": base / "untrusted-key.pem",
     }
     ca.write_proxy_file(ca.make_proxy(other), paths["other"])
-    ca.write_proxy_file(ca.make_proxy(jane, limited=True), paths["limited"])
+    limited = ca.make_proxy(jane, limited=True)
+    ca.write_proxy_file(limited, paths["limited"])
+    ca.write_proxy_file(ca.make_proxy(limited), paths["from_limited"])  # Globus: limited as well
+    ca.write_proxy_file(ca.make_proxy(jane), paths["full"])
+    robot = ca.load_credential(pki.pilotcert, pki.pilotkey)
+    ca.write_proxy_file(ca.make_proxy(robot, limited=True), paths["pilot_limited"])
     ca.write_proxy_file(ca.make_proxy(evil_user), paths["untrusted"])
     ca.write_credential(evil_user, paths["untrusted_cert"], paths["untrusted_key"])
     return paths

@@ -38,7 +38,9 @@ def utcnow() -> dt.datetime:
 # --- set-up through the DB ------------------------------------------------------------------
 
 
-def store_jobs(engine: Engine, jobs: Sequence[JobSpec], *, dn: str = USER_DN, production: bool = True) -> list[int]:
+def store_jobs(
+    engine: Engine, jobs: Sequence[JobSpec], *, dn: str = USER_DN, production: bool = True
+) -> list[int]:
     """Insert jobs as `defined` through the task buffer, as a production manager by default."""
     with engine.begin() as conn:
         stored = store.store_jobs(conn, list(jobs), dn=dn, production=production, host="test", now=utcnow())
@@ -81,7 +83,10 @@ def job_row(engine: Engine, panda_id: int) -> tuple[str, dict[str, Any]] | None:
 
 def count_jobs(engine: Engine) -> int:
     with engine.connect() as conn:
-        return sum(conn.execute(sa.select(sa.func.count()).select_from(tb)).scalar_one() for tb in t.JOB_TABLE.values())
+        return sum(
+            conn.execute(sa.select(sa.func.count()).select_from(tb)).scalar_one()
+            for tb in t.JOB_TABLE.values()
+        )
 
 
 def scalar(engine: Engine, query: Any) -> Any:
