@@ -53,22 +53,47 @@ def pilot_source() -> Path:
 
 
 # gunicorn's default access log format: h l u t "r" s b "f" "a"
-_ACCESS = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3}) ')
+_ACCESS = re.compile(
+    r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3}) \S+ "[^"]*" "(?P<agent>[^"]*)"'
+)
+# taskbuffer.jobs logs every status change: "PandaID=<id> status <old> -> <new> ..."
+_TRANSITION = re.compile(r"PandaID=(?P<id>\d+) status (?P<old>\w+) -> (?P<new>\w+)")
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    status: int
+    agent: str
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} {self.status}"
 
 
 @dataclass
-class AccessLog:
+class ServerLog:
+    """One gunicorn listener's log: its access lines and the app's log lines, in order."""
+
     path: Path
 
     def offset(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
 
-    def requests_since(self, offset: int) -> list[tuple[str, str, int]]:
-        """(method, path, HTTP status) of every request logged after ``offset``, in order."""
+    def text_since(self, offset: int) -> str:
         with open(self.path, "rb") as fh:
             fh.seek(offset)
-            text = fh.read().decode(errors="replace")
-        return [(m["method"], m["path"], int(m["status"])) for m in _ACCESS.finditer(text)]
+            return fh.read().decode(errors="replace")
+
+    def requests_since(self, offset: int) -> list[Request]:
+        """Every request logged after ``offset``, in order."""
+        return [Request(m["method"], m["path"], int(m["status"]), m["agent"])
+                for m in _ACCESS.finditer(self.text_since(offset))]  # fmt: skip
+
+    def transitions_since(self, offset: int, panda_id: int) -> list[tuple[str, str]]:
+        """(old, new) status of every change of job ``panda_id`` logged after ``offset``."""
+        return [(m["old"], m["new"]) for m in _TRANSITION.finditer(self.text_since(offset))
+                if int(m["id"]) == panda_id]  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -80,5 +105,6 @@ def pilot_server(workdir, db_url, pki, schedconfig_loaded):
 
 
 @pytest.fixture(scope="session")
-def https_access(pilot_server) -> AccessLog:
-    return AccessLog(pilot_server.logs / "gunicorn-https.log")
+def https_log(pilot_server) -> ServerLog:
+    """The HTTPS listener's log (every pilot call goes there)."""
+    return ServerLog(pilot_server.logs / "gunicorn-https.log")

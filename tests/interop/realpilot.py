@@ -25,7 +25,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +110,7 @@ class PilotRun:
     stderr: str
     workdir: Path
     elapsed: float
+    stopped: bool = False  # killed by run_pilot after ``watch`` said done (see run_pilot)
 
     def pilotlog(self) -> str:
         """The pilot's own ``pilotlog.txt`` (same content as stdout with ``-d``), or ''."""
@@ -134,6 +135,8 @@ def run_pilot(
     timeout: float = 600,
     getjob_requests: int = 1,
     user: str = PILOT_USER,
+    watch: Callable[[], bool] | None = None,
+    stop_grace: float = 20,
 ) -> PilotRun:
     """Run pilot.py once, isolated, in ``workdir`` (its PILOT_HOME); wait for it to exit.
 
@@ -143,6 +146,12 @@ def run_pilot(
 
     ``ca_dir`` is the hashed CA directory (``openssl rehash``) curl verifies the server with;
     with 3.7 curl also trusts the CA certificates in ``proxy_file`` (``--cacert``).
+
+    ``watch``, if given, is called about once a second while the pilot runs (from this
+    thread; an exception from it kills the pilot and propagates).  Once it returns True (say,
+    the server holds the final state), the pilot gets ``stop_grace`` more seconds to exit by
+    itself, then its namespace is killed and ``PilotRun.stopped`` is True.  3.7 sometimes
+    idles ~2 min after a final update its job monitor sent (a race with its queue monitor).
     """
     ensure_pilot_user(user)
     pw = pwd.getpwnam(user)
@@ -183,17 +192,32 @@ def run_pilot(
         # the group that holds unshare and the namespace's init (runuser).
         proc = subprocess.Popen(cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         try:
-            rc = proc.wait(timeout=timeout + KILL_GRACE + 60)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)  # killing the namespace's init ends everything inside it
-            rc = proc.wait()
+            rc, stopped = _wait(proc, t0 + timeout + KILL_GRACE + 60, watch, stop_grace)
         except BaseException:
             _kill_group(proc)
             proc.wait()
             raise
     elapsed = time.monotonic() - t0
     stdout, stderr = (f.read_text(errors="replace") for f in (out_path, err_path))
-    return PilotRun(rc, stdout, stderr, workdir, elapsed)
+    return PilotRun(rc, stdout, stderr, workdir, elapsed, stopped)
+
+
+def _wait(
+    proc: subprocess.Popen, deadline: float, watch: Callable[[], bool] | None, stop_grace: float
+) -> tuple[int, bool]:
+    """(exit code, whether we killed it) once the pilot has exited or been killed."""
+    stop_at = None
+    while True:
+        try:
+            return proc.wait(timeout=1), False
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if stop_at is None and watch is not None and watch():
+            stop_at = now + stop_grace
+        if now > deadline or (stop_at is not None and now > stop_at):
+            _kill_group(proc)  # killing the namespace's init ends everything inside it
+            return proc.wait(), stop_at is not None and now > stop_at
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
