@@ -47,9 +47,10 @@ class Settings:
     # Daemon cycle periods in seconds
     setupper_interval: float = 5.0
     adder_interval: float = 5.0
-    # gunicorn: gthread workers × threads (TLS needs keep-alive, hence gthread)
+    # gunicorn: gthread workers × threads (TLS needs keep-alive, hence gthread). On 2 cores 2×2..2×4
+    # gave the best lifecycle rate (docs/benchmarks.md); idle keep-alive connections need no thread.
     workers: int = 2
-    threads: int = 8
+    threads: int = 4
     log_level: str = "INFO"
 
     @property

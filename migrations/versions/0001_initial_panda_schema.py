@@ -7,8 +7,8 @@ Revises:
 Create Date: 2026-11-24 20:34:46.042236
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0001"

@@ -16,7 +16,9 @@ def make_engine(url: str, *, pool_size: int = 8, max_overflow: int = 8) -> Engin
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        # no ping per checkout (a round trip on every request): a connection broken by a DB
+        # restart fails one request with DBUnavailable and the pool is invalidated and refilled
+        pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={"connect_timeout": 10, "application_name": "panda-server"},
     )

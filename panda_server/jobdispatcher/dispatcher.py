@@ -48,19 +48,17 @@ def get_job(conn: Connection, params: Mapping[str, Any], caller: Caller, now: dt
         raise InvalidRequest(f"nJobs must be between 1 and {MAX_BULK_JOBS}")
     # S08: a caller without pilot/production role may only pull its own jobs
     prod_user = params.get("prodUserID") if caller.pilot else caller.dn
+    # not cached: an operator putting a queue into test must take effect on the next getJob
     labels = dispatch.eligible_labels(params.get("prodSourceLabel"), sites.site_status(conn, site))
     node = str(params.get("node") or "")[:128]
-    values = {"modificationHost": node}
     ce = params.get("computingElement")
-    if ce and ce != "NULL":
-        values["computingElement"] = str(ce)[:128]
-    if params.get("schedulerID"):
-        values["schedulerID"] = str(params["schedulerID"])[:128]
+    ce = str(ce)[:128] if ce and ce != "NULL" else None
+    scheduler = str(params["schedulerID"])[:128] if params.get("schedulerID") else None
     requests_log.info("method=getJob,site=%s,node=%s,type=%s", site, node, params.get("prodSourceLabel"))
     claimed = []
     for _ in range(n_jobs or 1):
-        row = jobs.claim_for_pilot(conn, site=site, labels=labels, mem=mem, disk=disk,
-                                   prod_user_id=prod_user, values=values, now=now)  # fmt: skip
+        row = jobs.claim_for_pilot(conn, site=site, labels=labels, mem=mem, disk=disk, prod_user_id=prod_user,
+                                   node=node, computing_element=ce, scheduler_id=scheduler, now=now)  # fmt: skip
         if row is None:
             break
         claimed.append(row)
@@ -77,14 +75,8 @@ def _job_replies(conn: Connection, claimed: list[dict[str, Any]], site: str, now
     ids = [r["PandaID"] for r in claimed]
     files = rows.files_of(conn, ids)
     params = rows.job_parameters(conn, ids)
-    endpoint = sites.ddm_endpoint(conn, site)
-    a = t.jobsactive4
-    n_sent = conn.execute(
-        sa.select(sa.func.count()).where(
-            a.c.computingSite == site, a.c.jobStatus == "sent",
-            a.c.modificationTime > now - dt.timedelta(seconds=60),
-        )
-    ).scalar_one()  # fmt: skip
+    endpoint = sites.cached("ddm", site, lambda: sites.ddm_endpoint(conn, site))
+    n_sent = sites.cached("nsent", site, lambda: _n_sent(conn, site, now), ttl=5)
     out = []
     for row in claimed:
         job = rows.job_from_row(row)
@@ -93,6 +85,17 @@ def _job_replies(conn: Connection, claimed: list[dict[str, Any]], site: str, now
         out.append(dispatch.job_reply(job, ddm_endpoint=endpoint, n_sent=n_sent))
         log.info("PandaID=%s dispatched site=%s node=%s", job.PandaID, site, row.get("modificationHost"))
     return out
+
+
+def _n_sent(conn: Connection, site: str, now: dt.datetime) -> int:
+    """S08 nSent: jobs of the site sent in the last minute (informational for the pilot)."""
+    a = t.jobsactive4
+    query = sa.select(sa.func.count()).where(
+        a.c.computingSite == site,
+        a.c.jobStatus == "sent",
+        a.c.modificationTime > now - dt.timedelta(seconds=60),
+    )
+    return conn.execute(query).scalar_one()
 
 
 def update_job(

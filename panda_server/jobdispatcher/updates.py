@@ -39,6 +39,7 @@ KEPT = frozenset(
 TIMES = ("startTime", "endTime")
 TEXT_LIMIT = 512  # free-text columns the pilot fills (pilotID, jobMetrics, …)
 FINAL = frozenset({JobStatus.finished, JobStatus.failed})
+COMMAND = ("commandToPilot",)  # all an update needs back from the row
 
 
 def reported_state(raw: Any) -> JobStatus:
@@ -113,7 +114,7 @@ def apply(
     if target == current:
         if current not in HEARTBEAT_STATES and current != JobStatus.sent:
             return info["commandToPilot"] or "NULL"
-        row = jobs.update_fields(conn, panda_id, current, values, now=now)
+        row = jobs.update_fields(conn, panda_id, current, values, now=now, returning=COMMAND)
     else:
         if state == JobStatus.holding:
             values = {
@@ -121,7 +122,7 @@ def apply(
                 "jobDispatcherErrorDiag": f"set to holding by the pilot at {now:%Y-%m-%d %H:%M:%S}",
             }
         row = jobs.set_status(conn, panda_id, target, now=now, expect=[current], values=values,
-                              reason="by pilot")  # fmt: skip
+                              reason="by pilot", returning=COMMAND)  # fmt: skip
     return (row or info).get("commandToPilot") or "NULL"
 
 
@@ -141,10 +142,10 @@ def _final(
     values = {**values}
     values.setdefault("endTime", now)
     if current == JobStatus.holding:
-        row = jobs.update_fields(conn, panda_id, current, values, now=now)
+        row = jobs.update_fields(conn, panda_id, current, values, now=now, returning=COMMAND)
     else:
         row = jobs.set_status(conn, panda_id, JobStatus.holding, now=now, expect=[current], values=values,
-                              reason=f"pilot reported {state.value}")  # fmt: skip
+                              reason=f"pilot reported {state.value}", returning=COMMAND)  # fmt: skip
     reports.save(conn, panda_id, pilot_status=state.value, data=params.get("xml"),
                  attempt_nr=info["attemptNr"], label=info["prodSourceLabel"], now=now)  # fmt: skip
     return (row or info).get("commandToPilot") or "NULL"

@@ -9,6 +9,7 @@ moved the job first, and StateConflict is raised instead of overwriting.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -43,11 +44,13 @@ def set_status(
     expect: Collection[JobStatus | str] | None = None,
     values: Mapping[str, Any] | None = None,
     reason: str = "",
+    returning: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Move one job to `new`, from one of the states ALLOWED to reach it (narrowed by `expect`).
 
-    Returns the new row. Raises NotFound if the job does not exist, StateConflict if it is in a
-    state from which `new` is not allowed (or not expected).
+    Returns the new row (only PandaID, jobStatus and the `returning` columns if given: the hot
+    paths need one column, not 124). Raises NotFound if the job does not exist, StateConflict if
+    it is in a state from which `new` is not allowed (or not expected).
     """
     new = JobStatus(new)
     allowed_from = sources_of(new)
@@ -60,7 +63,7 @@ def set_status(
     for s in allowed_from:
         by_table.setdefault(TABLE_OF[s], []).append(s.value)
     for table_name, states in by_table.items():
-        row = _move(conn, panda_id, table_name, target, states, update)
+        row = _move(conn, panda_id, table_name, target, states, update, returning)
         if row is not None:
             log.info("PandaID=%s status %s -> %s %s", panda_id, row["_from"], new.value, reason)
             return row
@@ -68,16 +71,41 @@ def set_status(
     raise AssertionError("unreachable")
 
 
-def _move(
-    conn: Connection, panda_id: int, source: str, target: str, states: list[str], update: Mapping[str, Any]
-) -> dict[str, Any] | None:
+@functools.lru_cache(maxsize=512)
+def _guarded_update(table: str, columns: tuple[str, ...], returning: tuple[str, ...] | None) -> sa.TextClause:
+    """UPDATE <table> SET <columns> WHERE PandaID AND jobStatus = ANY(states) RETURNING …
+
+    Built once per (table, column set) and kept: the hot paths (heartbeats, the final update)
+    then skip SQLAlchemy's per-call statement compilation. Names come from the schema only.
+    """
+    assert table in t.JOB_TABLE and all(c in t.JOB_TABLE[table].c for c in (*columns, *(returning or ())))
+    sets = ", ".join(f'"{c}" = :v{i}' for i, c in enumerate(columns))
+    ret = "*" if returning is None else ", ".join(f'"{c}"' for c in ("PandaID", "jobStatus", *returning))
+    return sa.text(
+        f'UPDATE {table} SET {sets} WHERE "PandaID" = :pid AND "jobStatus" = ANY(:states) RETURNING {ret}'
+    )
+
+
+def _update_row(conn: Connection, table: str, panda_id: int, states: Sequence[str], update: Mapping[str, Any],
+                returning: Sequence[str] | None) -> dict[str, Any] | None:  # fmt: skip
+    columns = tuple(sorted(update))
+    query = _guarded_update(table, columns, None if returning is None else tuple(returning))
+    params = {f"v{i}": update[c] for i, c in enumerate(columns)}
+    row = conn.execute(query, {**params, "pid": panda_id, "states": list(states)}).mappings().first()
+    return dict(row) if row else None
+
+
+def _move(conn: Connection, panda_id: int, source: str, target: str, states: list[str],
+          update: Mapping[str, Any], returning: Sequence[str] | None) -> dict[str, Any] | None:  # fmt: skip
     src = t.JOB_TABLE[source]
     where = sa.and_(src.c.PandaID == panda_id, src.c.jobStatus.in_(states))
     if source == target:
-        old = conn.execute(sa.select(src.c.jobStatus).where(where).with_for_update()).scalar()
+        # one source state (the usual case): the guarded UPDATE alone tells where it came from
+        old = states[0] if len(states) == 1 else conn.execute(
+            sa.select(src.c.jobStatus).where(where).with_for_update()).scalar()  # fmt: skip
         if old is None:
             return None
-        row = conn.execute(sa.update(src).where(where).values(**update).returning(src)).mappings().first()
+        row = _update_row(conn, source, panda_id, states, update, returning)
         return None if row is None else {**row, "_from": old}
     row = conn.execute(sa.delete(src).where(where).returning(src)).mappings().first()
     if row is None:
@@ -96,20 +124,42 @@ def _raise_why(conn: Connection, panda_id: int, new: JobStatus) -> None:
 
 
 def update_fields(
-    conn: Connection, panda_id: int, status: JobStatus | str, values: Mapping[str, Any], *, now: dt.datetime
+    conn: Connection,
+    panda_id: int,
+    status: JobStatus | str,
+    values: Mapping[str, Any],
+    *,
+    now: dt.datetime,
+    returning: Sequence[str] | None = None,
 ) -> dict[str, Any] | None:
     """Update columns of a job that is still in `status` (a heartbeat); None if it moved on."""
-    table = t.JOB_TABLE[TABLE_OF[JobStatus(status)]]
     update = truncate_diags(values)
     update["modificationTime"] = now
-    query = (
-        sa.update(table)
-        .where(table.c.PandaID == panda_id, table.c.jobStatus == JobStatus(status).value)
-        .values(**update)
-        .returning(table)
-    )
-    row = conn.execute(query).mappings().first()
-    return dict(row) if row else None
+    table = TABLE_OF[JobStatus(status)]
+    return _update_row(conn, table, panda_id, [JobStatus(status).value], update, returning)
+
+
+# The claim as one constant statement (compiled once; the hot path of getJob). The inner SELECT
+# walks ix_jobsactive4_claim in dispatch order; FOR UPDATE SKIP LOCKED makes concurrent pilots
+# pass over each other's candidate instead of waiting for it or sharing it.
+_CLAIM = sa.text(
+    """
+    UPDATE jobsactive4 SET "jobStatus" = 'sent', "modificationTime" = :now, "stateChangeTime" = :now,
+           "startTime" = :now, "modificationHost" = :node,
+           "computingElement" = COALESCE(:ce, "computingElement"),
+           "schedulerID" = COALESCE(:scheduler, "schedulerID")
+     WHERE "jobStatus" = 'activated' AND "PandaID" = (
+           SELECT "PandaID" FROM jobsactive4
+            WHERE "jobStatus" = 'activated' AND "computingSite" = :site AND "commandToPilot" IS NULL
+              AND "prodSourceLabel" = ANY(:labels)
+              AND (:mem <= 0 OR "minRamCount" IS NULL OR "minRamCount" = 0 OR "minRamCount" <= :mem)
+              AND (:disk <= 0 OR "maxDiskCount" IS NULL OR "maxDiskCount" = 0 OR "maxDiskCount" <= :disk)
+              AND (CAST(:user AS text) IS NULL OR "prodUserID" = :user)
+            ORDER BY "currentPriority" DESC NULLS LAST, "PandaID"
+            LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING *
+    """
+)
 
 
 def claim_for_pilot(
@@ -120,63 +170,47 @@ def claim_for_pilot(
     mem: int,
     disk: int,
     prod_user_id: str | None,
-    values: Mapping[str, Any],
+    node: str,
+    computing_element: str | None = None,
+    scheduler_id: str | None = None,
     now: dt.datetime,
 ) -> dict[str, Any] | None:
     """Atomically take the best activated job of `site` for a pilot: activated → sent.
 
     S08 getJobs: highest currentPriority, then lowest PandaID; minRamCount/maxDiskCount of 0
-    mean no limit; jobs with a pending commandToPilot are skipped. FOR UPDATE SKIP LOCKED makes
-    concurrent pilots pass over each other's candidate instead of waiting or sharing it.
+    mean no limit; jobs with a pending commandToPilot are skipped; a pilot without the pilot
+    role gets only its own jobs (prod_user_id).
     """
     assert JobStatus.sent in ALLOWED[JobStatus.activated]
-    a = t.jobsactive4
-    cond = [
-        a.c.jobStatus == JobStatus.activated.value,
-        a.c.computingSite == site,
-        a.c.commandToPilot.is_(None),
-        a.c.prodSourceLabel.in_(list(labels)),
-    ]
-    if mem > 0:
-        cond.append(sa.or_(a.c.minRamCount.is_(None), a.c.minRamCount == 0, a.c.minRamCount <= mem))
-    if disk > 0:
-        cond.append(sa.or_(a.c.maxDiskCount.is_(None), a.c.maxDiskCount == 0, a.c.maxDiskCount <= disk))
-    if prod_user_id:
-        cond.append(a.c.prodUserID == prod_user_id)
-    pick = (
-        sa.select(a.c.PandaID)
-        .where(*cond)
-        .order_by(a.c.currentPriority.desc().nulls_last(), a.c.PandaID)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    update = {**values, "jobStatus": JobStatus.sent.value, "modificationTime": now,
-              "stateChangeTime": now, "startTime": now}  # fmt: skip
-    query = (
-        sa.update(a)
-        .where(a.c.PandaID == pick, a.c.jobStatus == JobStatus.activated.value)
-        .values(**update)
-        .returning(a)
-    )
-    row = conn.execute(query).mappings().first()
+    params = dict(now=now, node=node, ce=computing_element, scheduler=scheduler_id, site=site,
+                  labels=list(labels), mem=mem, disk=disk, user=prod_user_id)  # fmt: skip
+    row = conn.execute(_CLAIM, params).mappings().first()
     if row is not None:
         log.info("PandaID=%s status activated -> sent site=%s", row["PandaID"], site)
     return dict(row) if row else None
+
+
+# Most lookups (every updateJob) are for jobs a pilot holds: look in jobsactive4 first.
+LOOKUP_ORDER = ("jobsactive4", "jobsdefined4", "jobswaiting4", "jobsarchived4")
+
+
+@functools.lru_cache(maxsize=8)
+def _status_query(table: str) -> sa.TextClause:
+    assert table in t.JOB_TABLE
+    return sa.text(
+        'SELECT "PandaID", "jobStatus", "attemptNr", "commandToPilot", "prodUserID", "prodSourceLabel" '
+        f'FROM {table} WHERE "PandaID" = ANY(:ids)'
+    )
 
 
 def status_of(conn: Connection, ids: Sequence[int]) -> dict[int, Mapping[str, Any]]:
     """{PandaID: {jobStatus, attemptNr, commandToPilot, prodUserID, table}} across all tables."""
     out: dict[int, Mapping[str, Any]] = {}
     wanted = list(dict.fromkeys(int(i) for i in ids))
-    for name, table in t.JOB_TABLE.items():
+    for name in LOOKUP_ORDER:
         missing = [i for i in wanted if i not in out]
         if not missing:
             break
-        query = sa.select(
-            table.c.PandaID, table.c.jobStatus, table.c.attemptNr, table.c.commandToPilot,
-            table.c.prodUserID, table.c.prodSourceLabel,
-        ).where(table.c.PandaID.in_(missing))  # fmt: skip
-        for r in conn.execute(query).mappings():
+        for r in conn.execute(_status_query(name), {"ids": missing}).mappings():
             out[r["PandaID"]] = {**r, "table": name}
     return out

@@ -6,10 +6,19 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
 from panda_server.db import tables as t
+
+_SAVE = sa.text(
+    """
+    INSERT INTO job_output_report ("PandaID", "jobStatus", data, "attemptNr", "prodSourceLabel", "timeStamp",
+                                   "lockedBy", "lockedTime")
+    VALUES (:pid, :status, :data, :attempt, :label, :now, NULL, NULL)
+    ON CONFLICT ("PandaID") DO UPDATE SET "jobStatus" = :status, data = :data, "attemptNr" = :attempt,
+        "prodSourceLabel" = :label, "timeStamp" = :now, "lockedBy" = NULL, "lockedTime" = NULL
+    """
+)
 
 
 def save(
@@ -22,11 +31,10 @@ def save(
     label: str | None,
     now: dt.datetime,
 ) -> None:
-    r = t.job_output_report
-    values = dict(PandaID=panda_id, jobStatus=pilot_status, data=data, attemptNr=attempt_nr,
-                  prodSourceLabel=label, timeStamp=now, lockedBy=None, lockedTime=None)  # fmt: skip
-    stmt = insert(r).values(**values)
-    conn.execute(stmt.on_conflict_do_update(index_elements=[r.c.PandaID], set_=values))
+    """Keep (or replace) the pilot's final report of a job for the Adder."""
+    conn.execute(
+        _SAVE, dict(pid=panda_id, status=pilot_status, data=data, attempt=attempt_nr, label=label, now=now)
+    )
 
 
 def exists(conn: Connection, panda_id: int) -> bool:

@@ -51,22 +51,26 @@ def find_jobs(
     return found
 
 
+# Constant statements for getJob's hot path (no per-call statement compilation).
+_FILES = sa.text(
+    "SELECT " + ", ".join(f'"{c.name}"' for c in FILE_COLUMNS)
+    + ' FROM filestable4 WHERE "PandaID" = ANY(:ids) ORDER BY "rowID"'
+)  # fmt: skip
+_PARAMS = sa.text('SELECT "PandaID", "jobParameters" FROM jobparamstable WHERE "PandaID" = ANY(:ids)')
+
+
 def files_of(conn: Connection, ids: Sequence[int]) -> dict[int, list[FileSpec]]:
     out: dict[int, list[FileSpec]] = {int(i): [] for i in ids}
     if not out:
         return out
-    query = (
-        sa.select(*FILE_COLUMNS).where(t.filestable4.c.PandaID.in_(list(out))).order_by(t.filestable4.c.rowID)
-    )
-    for row in conn.execute(query).mappings():
+    for row in conn.execute(_FILES, {"ids": list(out)}).mappings():
         out[row["PandaID"]].append(file_from_row(row))
     return out
 
 
 def job_parameters(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
-    p = t.jobparamstable
-    rows = conn.execute(sa.select(p.c.PandaID, p.c.jobParameters).where(p.c.PandaID.in_(list(ids))))
-    return {r.PandaID: r.jobParameters for r in rows}
+    found = conn.execute(_PARAMS, {"ids": [int(i) for i in ids]})
+    return {r.PandaID: r.jobParameters for r in found}
 
 
 def job_metadata(conn: Connection, ids: Sequence[int]) -> dict[int, str]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -9,11 +12,32 @@ from sqlalchemy.engine import Connection
 
 from panda_server.db import tables as t
 
+# Per-process memo for what getJob reads on every call but changes rarely (a queue's DDM
+# endpoint after a schedconfig sync): seen within CACHE_SECONDS.
+CACHE_SECONDS = 10.0
+_cache: dict[tuple[str, str], tuple[float, Any]] = {}
+_cache_lock = threading.Lock()
+
+
+def cached(kind: str, key: str, load: Callable[[], Any], *, ttl: float = CACHE_SECONDS) -> Any:
+    now = time.monotonic()
+    hit = _cache.get((kind, key))
+    if hit is not None and now - hit[0] < ttl:
+        return hit[1]
+    value = load()
+    with _cache_lock:
+        if len(_cache) > 10_000:  # bounded: a flood of bogus site names cannot grow it forever
+            _cache.clear()
+        _cache[(kind, key)] = (now, value)
+    return value
+
+
+_SITE_STATUS = sa.text("SELECT status FROM schedconfig WHERE siteid = :site")
+
 
 def site_status(conn: Connection, siteid: str) -> str | None:
     """Status of a PanDA site: 'test' if any of its queues is in test, else the first queue's."""
-    s = t.schedconfig
-    statuses = conn.execute(sa.select(s.c.status).where(s.c.siteid == siteid)).scalars().all()
+    statuses = conn.execute(_SITE_STATUS, {"site": siteid}).scalars().all()
     if not statuses:
         return None
     return "test" if "test" in statuses else statuses[0]

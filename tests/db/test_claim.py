@@ -17,7 +17,7 @@ LABELS = ("managed", "test")
 
 
 def claim(conn, **kw):
-    args = dict(site="CLOUDA_T1", labels=LABELS, mem=0, disk=0, prod_user_id=None, values={}, now=NOW)
+    args = dict(site="CLOUDA_T1", labels=LABELS, mem=0, disk=0, prod_user_id=None, node="wn", now=NOW)
     args.update(kw)
     return jobs.claim_for_pilot(conn, **args)
 
@@ -33,7 +33,7 @@ def test_eight_threads_racing_never_share_a_job(clean_db):
         barrier.wait()
         for _ in range(400):  # bounded: more attempts than jobs
             with engine.begin() as conn:
-                row = claim(conn, values={"modificationHost": f"node{n}"})
+                row = claim(conn, node=f"node{n}")
             if row is None:
                 return
             taken[n].append(row["PandaID"])
