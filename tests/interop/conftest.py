@@ -47,9 +47,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def pilot_source() -> Path:
-    """The unpacked panda-pilot sdist (holds pilot.py), cached in var/test-cache/."""
-    return realpilot.ensure_pilot_source(PILOT_CACHE)
+def pilot_source(workdir: Path) -> Path:
+    """The unpacked panda-pilot sdist (holds pilot.py), cached in var/test-cache/ and copied into
+    the world-traversable session directory: the checkout itself may sit under a directory the
+    pilot's user cannot enter (CI clones anywhere)."""
+    cached = realpilot.ensure_pilot_source(PILOT_CACHE)
+    dest = workdir / cached.name
+    if not dest.exists():
+        shutil.copytree(cached, dest)
+        realpilot.make_world_readable(dest)
+    return dest
 
 
 # gunicorn's default access log format: h l u t "r" s b "f" "a"

@@ -57,7 +57,7 @@ def ensure_pilot_source(cache_dir: Path) -> Path:
         top = next((p.parent for p in tmp.glob("*/pilot.py")), None)
         if top is None:
             raise RuntimeError(f"no pilot.py in {sdists[0]}")
-        _chmod_world_readable(top)
+        make_world_readable(top)
         try:
             top.rename(dest)
         except OSError:  # somebody else (another xdist worker) got there first
@@ -69,7 +69,7 @@ def ensure_pilot_source(cache_dir: Path) -> Path:
     return dest
 
 
-def _chmod_world_readable(root: Path) -> None:
+def make_world_readable(root: Path) -> None:
     """``chmod -R a+rX root``."""
     for dirpath, _dirs, files in os.walk(root):
         os.chmod(dirpath, os.stat(dirpath).st_mode | 0o555)
