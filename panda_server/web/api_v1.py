@@ -14,7 +14,6 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from panda_server.db.engine import transaction
 from panda_server.errors import InvalidRequest, PandaError
 from panda_server.jobdispatcher import dispatcher
 from panda_server.protocol import wire
@@ -139,28 +138,24 @@ def _pilot_status(conn, p):
     ]  # fmt: skip
 
 
-def _db(fn: Callable[..., Any]) -> Callable[[Mapping[str, Any]], Any]:
-    def handler(p: Mapping[str, Any]) -> Any:
-        with transaction(common.engine()) as conn:
-            return fn(conn, p)
-
-    return handler
-
-
 METHODS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "system/is_alive": lambda p: "alive=yes",
-    "metaconfig/get_site_specs": _db(lambda c, p: sites.site_specs(c, p.get("type") or "all")),
-    "job/submit": _db(_submit),
-    "job/get_status": _db(_get_status),
-    "job/get_description": _db(lambda c, p: _describe(c, p, False)),
-    "job/get_description_incl_archive": _db(lambda c, p: _describe(c, p, True)),
-    "job/kill": _db(
+    "metaconfig/get_site_specs": common.in_transaction(
+        lambda c, p: sites.site_specs(c, p.get("type") or "all")
+    ),
+    "job/submit": common.in_transaction(_submit),
+    "job/get_status": common.in_transaction(_get_status),
+    "job/get_description": common.in_transaction(lambda c, p: _describe(c, p, False)),
+    "job/get_description_incl_archive": common.in_transaction(lambda c, p: _describe(c, p, True)),
+    "job/kill": common.in_transaction(
         lambda c, p: service.kill_jobs(c, _ids(p), common.caller(), p.get("code"), common.utcnow())
     ),
-    "job/reassign": _db(lambda c, p: service.reassign_jobs(c, _ids(p), common.caller(), common.utcnow())),
-    "pilot/acquire_jobs": _db(_acquire),
-    "pilot/update_job": _db(_update),
-    "pilot/get_job_status": _db(_pilot_status),
+    "job/reassign": common.in_transaction(
+        lambda c, p: service.reassign_jobs(c, _ids(p), common.caller(), common.utcnow())
+    ),
+    "pilot/acquire_jobs": common.in_transaction(_acquire),
+    "pilot/update_job": common.in_transaction(_update),
+    "pilot/get_job_status": common.in_transaction(_pilot_status),
 }
 
 

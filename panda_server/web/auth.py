@@ -16,7 +16,7 @@ from typing import Any
 from cryptography import x509
 from pyasn1.error import PyAsn1Error
 
-from panda_server import ca
+from panda_server import pki
 from panda_server.caller import Caller
 from panda_server.protocol import identity
 from panda_server.settings import Settings
@@ -50,10 +50,10 @@ def _limited_rfc3820(ders: tuple[bytes, ...]) -> bool:
     proxy signed by a limited proxy is limited too); an unreadable proxy policy counts as limited."""
     for der in ders:
         try:
-            policy = ca.proxy_policy(x509.load_der_x509_certificate(der))
+            policy = pki.proxy_policy(x509.load_der_x509_certificate(der))
         except (ValueError, PyAsn1Error, IndexError, TypeError):
             return True
-        if policy == ca.POLICY_LIMITED:
+        if policy == pki.POLICY_LIMITED:
             return True
     return False
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Response, current_app, g, request
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from panda_server.caller import Caller
+from panda_server.db.engine import transaction
 from panda_server.errors import Forbidden, NotSecure, RoleRequired
 from panda_server.protocol import wire
 from panda_server.settings import Settings
@@ -35,6 +37,16 @@ def caller() -> Caller:
     return g.caller
 
 
+def in_transaction(fn: Callable[[Connection, Mapping[str, Any]], Any]) -> Callable[[Mapping[str, Any]], Any]:
+    """A handler running `fn(conn, params)` in one short transaction (the caller owns it)."""
+
+    def handler(params: Mapping[str, Any]) -> Any:
+        with transaction(engine()) as conn:
+            return fn(conn, params)
+
+    return handler
+
+
 def enforce(key: str) -> Policy:
     """Apply the policy table entry `key` to the current request; raises on refusal."""
     policy = POLICY[key]
@@ -51,10 +63,6 @@ def enforce(key: str) -> Policy:
     if policy.role == "production" and not who.production:
         raise RoleRequired("production role required")
     return policy
-
-
-def bool_param(value: Any) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 DRAIN_FACTOR = 4  # an oversized body up to this many times the limit is read and dropped

@@ -14,7 +14,6 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from panda_server.db.engine import transaction
 from panda_server.errors import InvalidRequest, PandaError
 from panda_server.jobdispatcher import dispatcher
 from panda_server.protocol import wire
@@ -44,14 +43,6 @@ def params() -> dict[str, Any]:
                                 content_encoding=request.headers.get("Content-Encoding"))  # fmt: skip
     except wire.BodyError as exc:
         raise InvalidRequest(str(exc)) from None
-
-
-def _db(fn: Callable[..., Any]) -> Handler:
-    def handler(p: Mapping[str, Any]) -> Any:
-        with transaction(common.engine()) as conn:
-            return fn(conn, p)
-
-    return handler
 
 
 def _get_job(conn, p):
@@ -97,19 +88,21 @@ def _query_panda_ids(conn, p):
 METHODS: dict[str, Handler] = {
     "isAlive": lambda p: "alive=yes",
     "getServer": lambda p: f"{common.settings().server_name}:{common.settings().https_port}",
-    "getJob": _db(_get_job),
-    "updateJob": _db(_update_job),
-    "getStatus": _db(lambda c, p: dispatcher.get_status(c, p)),
-    "checkJobStatus": _db(lambda c, p: dispatcher.check_job_status(c, p)),
-    "submitJobs": _db(_submit_jobs),
-    "getJobStatus": _db(_job_states),
-    "getFullJobStatus": _db(_job_states),
-    "killJobs": _db(_kill_jobs),
-    "reassignJobs": _db(_reassign_jobs),
-    "queryPandaIDs": _db(_query_panda_ids),
-    "getJobStatisticsPerSite": _db(lambda c, p: JsonText(sites.job_statistics_per_site(c))),
-    "getSiteSpecs": _db(lambda c, p: JsonText(sites.site_specs(c, p.get("siteType") or "analysis"))),
-    "getCloudSpecs": _db(lambda c, p: JsonText(sites.cloud_specs(c))),
+    "getJob": common.in_transaction(_get_job),
+    "updateJob": common.in_transaction(_update_job),
+    "getStatus": common.in_transaction(lambda c, p: dispatcher.get_status(c, p)),
+    "checkJobStatus": common.in_transaction(lambda c, p: dispatcher.check_job_status(c, p)),
+    "submitJobs": common.in_transaction(_submit_jobs),
+    "getJobStatus": common.in_transaction(_job_states),
+    "getFullJobStatus": common.in_transaction(_job_states),
+    "killJobs": common.in_transaction(_kill_jobs),
+    "reassignJobs": common.in_transaction(_reassign_jobs),
+    "queryPandaIDs": common.in_transaction(_query_panda_ids),
+    "getJobStatisticsPerSite": common.in_transaction(lambda c, p: JsonText(sites.job_statistics_per_site(c))),
+    "getSiteSpecs": common.in_transaction(
+        lambda c, p: JsonText(sites.site_specs(c, p.get("siteType") or "analysis"))
+    ),
+    "getCloudSpecs": common.in_transaction(lambda c, p: JsonText(sites.cloud_specs(c))),
 }
 
 
