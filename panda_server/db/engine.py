@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
+import psycopg
 import sqlalchemy as sa
+from psycopg.rows import dict_row
 from sqlalchemy.engine import Connection, Engine
 
 from panda_server.errors import DBUnavailable
@@ -24,6 +27,15 @@ def make_engine(url: str, *, pool_size: int = 8, max_overflow: int = 8) -> Engin
     )
 
 
+def fetch(conn: Connection, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Run constant SQL (psycopg `%(name)s` parameters) on the DBAPI connection of `conn`, inside
+    its transaction; rows as dicts. For the dispatcher's hot paths, which would otherwise spend
+    more CPU in SQLAlchemy's per-statement machinery than PostgreSQL spends running them."""
+    with conn.connection.dbapi_connection.cursor(row_factory=dict_row) as cur:
+        cur.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+
+
 @contextlib.contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
     """One short transaction: commit on success, roll back on any error.
@@ -32,7 +44,13 @@ def transaction(engine: Engine) -> Iterator[Connection]:
     """
     try:
         with engine.begin() as conn:
-            yield conn
+            try:
+                yield conn
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                # raised by fetch() below, outside SQLAlchemy: drop the connection from the pool
+                # ourselves so that the next request gets a fresh one
+                conn.invalidate(exc)
+                raise DBUnavailable() from exc
     except sa.exc.OperationalError as exc:
         if exc.connection_invalidated or "connect" in str(exc.orig).lower():
             raise DBUnavailable() from exc

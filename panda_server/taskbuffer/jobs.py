@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from panda_server.db import tables as t
+from panda_server.db.engine import fetch
 from panda_server.errors import NotFound, StateConflict
 from panda_server.protocol.jobspec import DIAG_LIMITS
 from panda_server.protocol.states import ALLOWED, TABLE_OF, JobStatus, sources_of
@@ -72,18 +73,16 @@ def set_status(
 
 
 @functools.lru_cache(maxsize=512)
-def _guarded_update(table: str, columns: tuple[str, ...], returning: tuple[str, ...] | None) -> sa.TextClause:
+def _guarded_update(table: str, columns: tuple[str, ...], returning: tuple[str, ...] | None) -> str:
     """UPDATE <table> SET <columns> WHERE PandaID AND jobStatus = ANY(states) RETURNING …
 
     Built once per (table, column set) and kept: the hot paths (heartbeats, the final update)
-    then skip SQLAlchemy's per-call statement compilation. Names come from the schema only.
+    then skip SQLAlchemy's per-statement machinery (db.engine.fetch). Names come from the schema only.
     """
     assert table in t.JOB_TABLE and all(c in t.JOB_TABLE[table].c for c in (*columns, *(returning or ())))
-    sets = ", ".join(f'"{c}" = :v{i}' for i, c in enumerate(columns))
+    sets = ", ".join(f'"{c}" = %(v{i})s' for i, c in enumerate(columns))
     ret = "*" if returning is None else ", ".join(f'"{c}"' for c in ("PandaID", "jobStatus", *returning))
-    return sa.text(
-        f'UPDATE {table} SET {sets} WHERE "PandaID" = :pid AND "jobStatus" = ANY(:states) RETURNING {ret}'
-    )
+    return f'UPDATE {table} SET {sets} WHERE "PandaID" = %(pid)s AND "jobStatus" = ANY(%(states)s) RETURNING {ret}'
 
 
 def _update_row(conn: Connection, table: str, panda_id: int, states: Sequence[str], update: Mapping[str, Any],
@@ -91,8 +90,8 @@ def _update_row(conn: Connection, table: str, panda_id: int, states: Sequence[st
     columns = tuple(sorted(update))
     query = _guarded_update(table, columns, None if returning is None else tuple(returning))
     params = {f"v{i}": update[c] for i, c in enumerate(columns)}
-    row = conn.execute(query, {**params, "pid": panda_id, "states": list(states)}).mappings().first()
-    return dict(row) if row else None
+    found = fetch(conn, query, {**params, "pid": panda_id, "states": list(states)})
+    return found[0] if found else None
 
 
 def _move(conn: Connection, panda_id: int, source: str, target: str, states: list[str],
@@ -142,24 +141,22 @@ def update_fields(
 # The claim as one constant statement (compiled once; the hot path of getJob). The inner SELECT
 # walks ix_jobsactive4_claim in dispatch order; FOR UPDATE SKIP LOCKED makes concurrent pilots
 # pass over each other's candidate instead of waiting for it or sharing it.
-_CLAIM = sa.text(
-    """
-    UPDATE jobsactive4 SET "jobStatus" = 'sent', "modificationTime" = :now, "stateChangeTime" = :now,
-           "startTime" = :now, "modificationHost" = :node,
-           "computingElement" = COALESCE(:ce, "computingElement"),
-           "schedulerID" = COALESCE(:scheduler, "schedulerID")
+_CLAIM = """
+    UPDATE jobsactive4 SET "jobStatus" = 'sent', "modificationTime" = %(now)s, "stateChangeTime" = %(now)s,
+           "startTime" = %(now)s, "modificationHost" = %(node)s,
+           "computingElement" = COALESCE(%(ce)s, "computingElement"),
+           "schedulerID" = COALESCE(%(scheduler)s, "schedulerID")
      WHERE "jobStatus" = 'activated' AND "PandaID" = (
            SELECT "PandaID" FROM jobsactive4
-            WHERE "jobStatus" = 'activated' AND "computingSite" = :site AND "commandToPilot" IS NULL
-              AND "prodSourceLabel" = ANY(:labels)
-              AND (:mem <= 0 OR "minRamCount" IS NULL OR "minRamCount" = 0 OR "minRamCount" <= :mem)
-              AND (:disk <= 0 OR "maxDiskCount" IS NULL OR "maxDiskCount" = 0 OR "maxDiskCount" <= :disk)
-              AND (CAST(:user AS text) IS NULL OR "prodUserID" = :user)
+            WHERE "jobStatus" = 'activated' AND "computingSite" = %(site)s AND "commandToPilot" IS NULL
+              AND "prodSourceLabel" = ANY(%(labels)s)
+              AND (%(mem)s <= 0 OR "minRamCount" IS NULL OR "minRamCount" = 0 OR "minRamCount" <= %(mem)s)
+              AND (%(disk)s <= 0 OR "maxDiskCount" IS NULL OR "maxDiskCount" = 0 OR "maxDiskCount" <= %(disk)s)
+              AND (%(user)s::text IS NULL OR "prodUserID" = %(user)s)
             ORDER BY "currentPriority" DESC NULLS LAST, "PandaID"
             LIMIT 1 FOR UPDATE SKIP LOCKED)
     RETURNING *
     """
-)
 
 
 def claim_for_pilot(
@@ -184,10 +181,10 @@ def claim_for_pilot(
     assert JobStatus.sent in ALLOWED[JobStatus.activated]
     params = dict(now=now, node=node, ce=computing_element, scheduler=scheduler_id, site=site,
                   labels=list(labels), mem=mem, disk=disk, user=prod_user_id)  # fmt: skip
-    row = conn.execute(_CLAIM, params).mappings().first()
-    if row is not None:
-        log.info("PandaID=%s status activated -> sent site=%s", row["PandaID"], site)
-    return dict(row) if row else None
+    found = fetch(conn, _CLAIM, params)
+    if found:
+        log.info("PandaID=%s status activated -> sent site=%s", found[0]["PandaID"], site)
+    return found[0] if found else None
 
 
 # Most lookups (every updateJob) are for jobs a pilot holds: look in jobsactive4 first.
@@ -195,11 +192,11 @@ LOOKUP_ORDER = ("jobsactive4", "jobsdefined4", "jobswaiting4", "jobsarchived4")
 
 
 @functools.lru_cache(maxsize=8)
-def _status_query(table: str) -> sa.TextClause:
+def _status_query(table: str) -> str:
     assert table in t.JOB_TABLE
-    return sa.text(
+    return (
         'SELECT "PandaID", "jobStatus", "attemptNr", "commandToPilot", "prodUserID", "prodSourceLabel" '
-        f'FROM {table} WHERE "PandaID" = ANY(:ids)'
+        f'FROM {table} WHERE "PandaID" = ANY(%(ids)s)'
     )
 
 
@@ -211,6 +208,6 @@ def status_of(conn: Connection, ids: Sequence[int]) -> dict[int, Mapping[str, An
         missing = [i for i in wanted if i not in out]
         if not missing:
             break
-        for r in conn.execute(_status_query(name), {"ids": missing}).mappings():
+        for r in fetch(conn, _status_query(name), {"ids": missing}):
             out[r["PandaID"]] = {**r, "table": name}
     return out

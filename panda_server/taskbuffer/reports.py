@@ -9,16 +9,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from panda_server.db import tables as t
+from panda_server.db.engine import fetch
 
-_SAVE = sa.text(
-    """
+_SAVE = """
     INSERT INTO job_output_report ("PandaID", "jobStatus", data, "attemptNr", "prodSourceLabel", "timeStamp",
                                    "lockedBy", "lockedTime")
-    VALUES (:pid, :status, :data, :attempt, :label, :now, NULL, NULL)
-    ON CONFLICT ("PandaID") DO UPDATE SET "jobStatus" = :status, data = :data, "attemptNr" = :attempt,
-        "prodSourceLabel" = :label, "timeStamp" = :now, "lockedBy" = NULL, "lockedTime" = NULL
+    VALUES (%(pid)s, %(status)s, %(data)s, %(attempt)s, %(label)s, %(now)s, NULL, NULL)
+    ON CONFLICT ("PandaID") DO UPDATE SET "jobStatus" = %(status)s, data = %(data)s, "attemptNr" = %(attempt)s,
+        "prodSourceLabel" = %(label)s, "timeStamp" = %(now)s, "lockedBy" = NULL, "lockedTime" = NULL
     """
-)
 
 
 def save(
@@ -32,8 +31,10 @@ def save(
     now: dt.datetime,
 ) -> None:
     """Keep (or replace) the pilot's final report of a job for the Adder."""
-    conn.execute(
-        _SAVE, dict(pid=panda_id, status=pilot_status, data=data, attempt=attempt_nr, label=label, now=now)
+    fetch(
+        conn,
+        _SAVE,
+        dict(pid=panda_id, status=pilot_status, data=data, attempt=attempt_nr, label=label, now=now),
     )
 
 

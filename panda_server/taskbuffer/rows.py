@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from panda_server.db import tables as t
+from panda_server.db.engine import fetch
 from panda_server.protocol.jobspec import FileSpec, JobSpec
 
 FILE_COLUMNS = [c for c in t.filestable4.c if c.name != "modificationTime"]
@@ -52,25 +53,25 @@ def find_jobs(
 
 
 # Constant statements for getJob's hot path (no per-call statement compilation).
-_FILES = sa.text(
+_FILES = (
     "SELECT " + ", ".join(f'"{c.name}"' for c in FILE_COLUMNS)
-    + ' FROM filestable4 WHERE "PandaID" = ANY(:ids) ORDER BY "rowID"'
+    + ' FROM filestable4 WHERE "PandaID" = ANY(%(ids)s) ORDER BY "rowID"'
 )  # fmt: skip
-_PARAMS = sa.text('SELECT "PandaID", "jobParameters" FROM jobparamstable WHERE "PandaID" = ANY(:ids)')
+_PARAMS = 'SELECT "PandaID", "jobParameters" FROM jobparamstable WHERE "PandaID" = ANY(%(ids)s)'
 
 
 def files_of(conn: Connection, ids: Sequence[int]) -> dict[int, list[FileSpec]]:
     out: dict[int, list[FileSpec]] = {int(i): [] for i in ids}
     if not out:
         return out
-    for row in conn.execute(_FILES, {"ids": list(out)}).mappings():
+    for row in fetch(conn, _FILES, {"ids": list(out)}):
         out[row["PandaID"]].append(file_from_row(row))
     return out
 
 
 def job_parameters(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
-    found = conn.execute(_PARAMS, {"ids": [int(i) for i in ids]})
-    return {r.PandaID: r.jobParameters for r in found}
+    found = fetch(conn, _PARAMS, {"ids": [int(i) for i in ids]})
+    return {r["PandaID"]: r["jobParameters"] for r in found}
 
 
 def job_metadata(conn: Connection, ids: Sequence[int]) -> dict[int, str]:

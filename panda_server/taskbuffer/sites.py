@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from panda_server.db import tables as t
+from panda_server.db.engine import fetch
 
 # Per-process memo for what getJob reads on every call but changes rarely (a queue's DDM
 # endpoint after a schedconfig sync): seen within CACHE_SECONDS.
@@ -32,12 +33,12 @@ def cached(kind: str, key: str, load: Callable[[], Any], *, ttl: float = CACHE_S
     return value
 
 
-_SITE_STATUS = sa.text("SELECT status FROM schedconfig WHERE siteid = :site")
+_SITE_STATUS = "SELECT status FROM schedconfig WHERE siteid = %(site)s"
 
 
 def site_status(conn: Connection, siteid: str) -> str | None:
     """Status of a PanDA site: 'test' if any of its queues is in test, else the first queue's."""
-    statuses = conn.execute(_SITE_STATUS, {"site": siteid}).scalars().all()
+    statuses = [r["status"] for r in fetch(conn, _SITE_STATUS, {"site": siteid})]
     if not statuses:
         return None
     return "test" if "test" in statuses else statuses[0]
