@@ -41,6 +41,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reason = missing_prerequisite()
     if reason is None:
         return
+    if os.environ.get("CI"):  # CI runs as root on a machine it provisions: a skip would hide a gap
+        raise pytest.UsageError(f"interop tests cannot run in CI: {reason}")
     for item in items:
         if item.get_closest_marker("interop") is not None:
             item.add_marker(pytest.mark.skip(reason=reason))

@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import importlib.util
 import json
+import os
 import re
 import shlex
 import shutil
@@ -71,6 +72,8 @@ def check_jsonschema(path: Path) -> subprocess.CompletedProcess:
 def compose_v1(path: Path) -> subprocess.CompletedProcess:
     binary = shutil.which("docker-compose")
     if binary is None:
+        if os.environ.get("CI"):  # .ci/run installs it (scripts/system-deps.sh): missing is a failure
+            pytest.fail("docker-compose is missing in CI; scripts/system-deps.sh should install it")
         pytest.skip(
             "docker-compose (v1) not installed: apt-get install -y --no-install-recommends docker-compose"
         )
