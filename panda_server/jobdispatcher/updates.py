@@ -99,6 +99,9 @@ def apply(
     now: dt.datetime,
 ) -> str:
     """Store one update; returns the command for the pilot. May raise StateConflict (caller retries)."""
+    command = _fast(conn, panda_id, state, values, params, now)
+    if command is not None:
+        return command
     info = jobs.status_of(conn, [panda_id]).get(panda_id)
     if info is None or info["table"] != "jobsactive4":
         return "tobekilled"  # S08: no row in jobsActive4 → tell the pilot to stop
@@ -124,6 +127,40 @@ def apply(
         row = jobs.set_status(conn, panda_id, target, now=now, expect=[current], values=values,
                               reason="by pilot", returning=COMMAND)  # fmt: skip
     return (row or info).get("commandToPilot") or "NULL"
+
+
+# The usual reports and the states they may come from: tried first as one guarded statement
+# (jobs.advance); anything else (a late heartbeat, a stale attempt, a job that moved on, job
+# recovery of a holding job) takes the careful path below, which reads the job first.
+FAST_SOURCES = {
+    JobStatus.starting: frozenset({JobStatus.sent, JobStatus.starting}),
+    JobStatus.running: frozenset({JobStatus.sent, JobStatus.starting, JobStatus.running}),
+    JobStatus.holding: frozenset({JobStatus.sent, JobStatus.starting, JobStatus.running}),
+}
+
+
+def _fast(conn: Connection, panda_id: int, state: JobStatus, values: dict[str, Any],
+          params: Mapping[str, Any], now: dt.datetime) -> str | None:  # fmt: skip
+    target = JobStatus.holding if state in FINAL else state
+    if target not in FAST_SOURCES or (state == JobStatus.holding):
+        return None
+    try:
+        attempt = None if params.get("attemptNr") in (None, "", "NULL") else int(params["attemptNr"])
+    except (TypeError, ValueError):
+        return None
+    if state in FINAL:
+        values = {**values}
+        values.setdefault("endTime", now)
+    sources = FAST_SOURCES[target]
+    row = jobs.advance(conn, panda_id, target, sources=sources, values=values, now=now, attempt_nr=attempt,
+                       returning=("commandToPilot", "attemptNr", "prodSourceLabel"))  # fmt: skip
+    if row is None:
+        return None
+    _store_metadata(conn, panda_id, params.get("metaData"), now)
+    if state in FINAL:
+        reports.save(conn, panda_id, pilot_status=state.value, data=params.get("xml"),
+                     attempt_nr=row["attemptNr"], label=row["prodSourceLabel"], now=now)  # fmt: skip
+    return row["commandToPilot"] or "NULL"
 
 
 def _final(

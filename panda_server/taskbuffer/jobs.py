@@ -114,6 +114,48 @@ def _move(conn: Connection, panda_id: int, source: str, target: str, states: lis
     return {**moved, "_from": row["jobStatus"]}
 
 
+@functools.lru_cache(maxsize=256)
+def _advance_sql(table: str, columns: tuple[str, ...], returning: tuple[str, ...]) -> str:
+    assert table in t.JOB_TABLE and all(c in t.JOB_TABLE[table].c for c in (*columns, *returning))
+    assert not {"jobStatus", "modificationTime", "stateChangeTime"} & set(columns)
+    sets = "".join(f', "{c}" = %(v{i})s' for i, c in enumerate(columns))
+    ret = "".join(f', j."{c}"' for c in returning)
+    return f"""
+    WITH old AS (SELECT "PandaID", "jobStatus" FROM {table}
+                  WHERE "PandaID" = %(pid)s AND "jobStatus" = ANY(%(states)s)
+                    AND (%(attempt)s::bigint IS NULL OR "attemptNr" = %(attempt)s::bigint)
+                  FOR UPDATE)
+    UPDATE {table} AS j
+       SET "jobStatus" = %(new)s, "modificationTime" = %(now)s,
+           "stateChangeTime" = CASE WHEN old."jobStatus" = %(new)s THEN j."stateChangeTime" ELSE %(now)s END
+           {sets}
+      FROM old WHERE j."PandaID" = old."PandaID"
+    RETURNING old."jobStatus" AS "_from", j."PandaID", j."jobStatus"{ret}
+    """
+
+
+def advance(conn: Connection, panda_id: int, new: JobStatus, *, sources: Collection[JobStatus],
+            values: Mapping[str, Any], now: dt.datetime, attempt_nr: int | None = None,
+            returning: Sequence[str] = ()) -> dict[str, Any] | None:  # fmt: skip
+    """The pilot's fast path: move to `new` from one of `sources` (or stay in `new`, a heartbeat)
+    and store `values`, in one guarded statement within one table; None if the job is in none of
+    them (or at another attemptNr), and the caller takes the careful path. Every source must be
+    ALLOWED to reach `new`, so this is set_status and update_fields in one round trip.
+    """
+    assert all((s == new or new in ALLOWED[s]) and TABLE_OF[s] == TABLE_OF[new] for s in sources)
+    update = truncate_diags(values)
+    columns = tuple(sorted(update))
+    query = _advance_sql(TABLE_OF[new], columns, tuple(returning))
+    params = {f"v{i}": update[c] for i, c in enumerate(columns)}
+    params.update(pid=panda_id, states=[s.value for s in sources], attempt=attempt_nr, new=new.value, now=now)
+    found = fetch(conn, query, params)
+    if not found:
+        return None
+    if found[0]["_from"] != new.value:
+        log.info("PandaID=%s status %s -> %s by pilot", panda_id, found[0]["_from"], new.value)
+    return found[0]
+
+
 def _raise_why(conn: Connection, panda_id: int, new: JobStatus) -> None:
     found = rows.find_jobs(conn, [panda_id])
     if panda_id not in found:

@@ -22,6 +22,7 @@ from panda_server.protocol import identity
 from panda_server.settings import Settings
 
 
+@functools.lru_cache(maxsize=4096)
 def _matches(patterns: tuple[str, ...], dn: str) -> bool:
     return any(re.search(p, dn) for p in patterns)
 
@@ -58,20 +59,42 @@ def _limited_rfc3820(ders: tuple[bytes, ...]) -> bool:
     return False
 
 
+# verified leaf certificate (DER) → (subject DN, limited proxy?): a pilot's keep-alive connection
+# asks on every request; the answer depends only on the certificate and the chain that verified it
+_identities: dict[bytes, tuple[str, bool]] = {}
+
+
+def _peer_identity(sock: ssl.SSLSocket) -> tuple[str, bool] | None:
+    leaf = sock.getpeercert(binary_form=True)
+    if not leaf:
+        return None  # HTTPS without a client certificate: not secure
+    found = _identities.get(leaf)
+    if found is None:
+        peer = sock.getpeercert()
+        if not peer or not peer.get("subject"):
+            return None
+        subject = identity.dn_from_peercert(peer["subject"])
+        found = (subject, identity.is_limited_proxy(subject) or _limited_rfc3820(_peer_chain(sock)))
+        if len(_identities) > 4096:  # bounded
+            _identities.clear()
+        _identities[leaf] = found
+    return found
+
+
 def caller_from_environ(environ: Mapping[str, Any], settings: Settings) -> Caller:
     host = str(environ.get("REMOTE_ADDR") or "")
     sock = environ.get("gunicorn.socket")
     if not isinstance(sock, ssl.SSLSocket):
         return Caller(host=host)
-    peer = sock.getpeercert()
-    if not peer or not peer.get("subject"):
-        return Caller(host=host)  # HTTPS without a client certificate: not secure
-    subject = identity.dn_from_peercert(peer["subject"])
+    found = _peer_identity(sock)
+    if found is None:
+        return Caller(host=host)
+    subject, limited = found
     dn = identity.bare_dn(subject)
     return Caller(
         dn=dn,
         secure=True,
-        limited_proxy=identity.is_limited_proxy(subject) or _limited_rfc3820(_peer_chain(sock)),
+        limited_proxy=limited,
         pilot=_matches(settings.pilot_dns, dn) or _matches(settings.production_dns, dn),
         production=_matches(settings.production_dns, dn),
         host=host,
