@@ -13,8 +13,14 @@ from panda_server.taskbuffer import rows
 from tests.support.jobs import simple_job
 
 
-def insert_job(conn: Connection, status: JobStatus | str, *, job: JobSpec | None = None,
-               now: dt.datetime | None = None, **attrs) -> int:
+def insert_job(
+    conn: Connection,
+    status: JobStatus | str,
+    *,
+    job: JobSpec | None = None,
+    now: dt.datetime | None = None,
+    **attrs,
+) -> int:
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     job = job or simple_job(**attrs)
     job.PandaID = conn.execute(t.PANDAID_SEQ.next_value()).scalar_one()
