@@ -58,7 +58,7 @@ def test_client_reports_failure_without_raising(live, tmp_path):
     bad = ClientConfig(url="http://127.0.0.1:9/server/panda", url_ssl="https://127.0.0.1:9/server/panda",
                        proxy=str(live.pki.user_proxy), ca_dir=str(live.ca_dir))  # fmt: skip
     assert api.getJobStatus([1], bad) == (255, None)
-    # a write over a proxy-less (plain) configuration is refused by the server: status 255
+    # a proxy file that does not exist: the transport fails cleanly, status 255, no exception
     no_proxy = config(live, tmp_path / "missing.proxy")
     assert api.killJobs([1], config=no_proxy)[0] == 255
 
