@@ -94,6 +94,14 @@ def scalar(engine: Engine, query: Any) -> Any:
         return conn.execute(query).scalar()
 
 
+ANALY_SITE = "ANALY_CLOUDA_T1"
+
+
+def user_job(**attrs: Any) -> JobSpec:
+    """An analysis job of the caller with one output and a log, at ANALY_SITE."""
+    return simple_job(ANALY_SITE, label="user", outputs=1, **attrs)
+
+
 def rich_job(site: str = "CLOUDA_T1", **attrs: Any) -> JobSpec:
     """A job with two inputs, two outputs and a log, every per-file field distinct."""
     job = simple_job(site, with_log=False, **attrs)

@@ -11,6 +11,7 @@ from panda_server.web import api_v1
 from panda_server.web.policy import POLICY
 from tests.support.jobs import simple_job
 from tests.wire.helpers import (
+    ANALY_SITE,
     OTHER_DN,
     TIMEOUT,
     USER_DN,
@@ -19,14 +20,11 @@ from tests.wire.helpers import (
     envelope,
     force_status,
     job_row,
+    user_job,
     v1,
 )
 
-SITE = "ANALY_CLOUDA_T1"
-
-
-def user_job(**attrs):
-    return simple_job(SITE, label="user", outputs=1, **attrs)
+SITE = ANALY_SITE
 
 
 def submit(session, live, jobs):

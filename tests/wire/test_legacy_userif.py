@@ -14,6 +14,7 @@ from panda_server.db import tables as t
 from panda_server.protocol import wire
 from tests.support.jobs import simple_job
 from tests.wire.helpers import (
+    ANALY_SITE,
     OTHER_DN,
     TIMEOUT,
     USER_DN,
@@ -29,13 +30,10 @@ from tests.wire.helpers import (
     store_jobs,
     submit,
     urlencoded,
+    user_job,
 )
 
-SITE = "ANALY_CLOUDA_T1"
-
-
-def user_job(**attrs):
-    return simple_job(SITE, label="user", outputs=1, **attrs)
+SITE = ANALY_SITE
 
 
 def job_states(session, live, ids, method="getJobStatus"):

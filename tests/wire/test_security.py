@@ -16,8 +16,8 @@ from panda_server.db import tables as t
 from panda_server.protocol import wire
 from panda_server.web import api_v1, legacy
 from panda_server.web.policy import POLICY
-from tests.support.jobs import simple_job
 from tests.wire.helpers import (
+    ANALY_SITE,
     TIMEOUT,
     activated,
     envelope,
@@ -25,14 +25,17 @@ from tests.wire.helpers import (
     job_row,
     reply,
     urlencoded,
+    user_job,
 )
 
-SITE = "ANALY_CLOUDA_T1"
+SITE = ANALY_SITE
 BIG = 16 * 1024 * 1024  # Settings.max_body_bytes default, as the test server runs
 
 
-def user_job():
-    return simple_job(SITE, label="user", outputs=1)
+def v1_body(waiting, running):
+    """Parameters that would change something if a v1 call were let through."""
+    return {**V1_BODY, "job_ids": [waiting, running], "job_id": running,
+            "jobs": wire.dump_job_states([user_job()])}  # fmt: skip
 
 
 def snapshot(engine):
@@ -132,12 +135,7 @@ def test_secure_legacy_methods_refuse_insecure_callers_with_40(live, clean_db, j
 def test_secure_v1_routes_refuse_insecure_callers_with_403(live, clean_db, jobs, api):
     waiting, running = jobs
     before = snapshot(clean_db)
-    body = {
-        **V1_BODY,
-        "job_ids": [waiting, running],
-        "job_id": running,
-        "jobs": wire.dump_job_states([user_job()]),
-    }
+    body = v1_body(waiting, running)
     method = POLICY[f"/api/v1/{api}"].methods[-1]
     for base, session in _insecure_sessions(live):
         r = session.request(method, f"{base}/api/v1/{api}", json=body, timeout=TIMEOUT)
@@ -223,12 +221,7 @@ def test_untrusted_ca_is_refused_in_the_handshake(live, clean_db, extra_creds, c
 def test_limited_proxies_are_refused_by_api_v1(live, clean_db, jobs, extra_creds, cred, api):
     waiting, running = jobs
     before = snapshot(clean_db)
-    body = {
-        **V1_BODY,
-        "job_ids": [waiting, running],
-        "job_id": running,
-        "jobs": wire.dump_job_states([user_job()]),
-    }
+    body = v1_body(waiting, running)
     method = POLICY[f"/api/v1/{api}"].methods[-1]
     with live.session(extra_creds[cred]) as session:
         r = session.request(method, f"{live.https_url}/api/v1/{api}", json=body, timeout=TIMEOUT)
