@@ -74,12 +74,13 @@ def _submit(conn, p):
 
 
 def _get_status(conn, p):
-    found = jobrows.status_of(conn, _ids(p))
+    ids = _ids(p)
+    found = jobrows.status_of(conn, ids)
     return [
         {"status": found[i]["jobStatus"], "command": found[i]["commandToPilot"] or "NULL"}
         if i in found
         else None
-        for i in _ids(p)
+        for i in ids
     ]
 
 
@@ -130,11 +131,12 @@ def _update(conn, p):
 
 
 def _pilot_status(conn, p):
-    found = jobrows.status_of(conn, _ids(p))
+    ids = _ids(p)
+    found = jobrows.status_of(conn, ids)
     return [
         {"job_id": i, "status": found[i]["jobStatus"] if i in found else "not found",
          "attempt_number": found[i]["attemptNr"] if i in found else 0}
-        for i in _ids(p)
+        for i in ids
     ]  # fmt: skip
 
 
