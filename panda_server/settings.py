@@ -47,6 +47,16 @@ class Settings:
     # Daemon cycle periods in seconds
     setupper_interval: float = 5.0
     adder_interval: float = 5.0
+    # Watcher (S08 jobdispatcher/Watcher.py, run by copyArchive): cycle period, then the seconds
+    # without a pilot update after which a `sent` job fails (S08: 30 min, code 102), a
+    # starting/running job's heartbeat is lost (S08: 6 h production, 2 h analysis = user/panda;
+    # code 100, or holding for job recovery at retry sites), and a holding job without a pilot
+    # report fails (S08: 48 h, code 101)
+    watcher_interval: float = 60.0
+    watcher_sent_timeout: float = 30 * 60.0
+    watcher_heartbeat_timeout_production: float = 6 * 3600.0
+    watcher_heartbeat_timeout_analysis: float = 2 * 3600.0
+    watcher_holding_timeout: float = 48 * 3600.0
     # gunicorn: gthread workers × threads (TLS needs keep-alive, hence gthread). On 2 cores 2×2..2×4
     # gave the best lifecycle rate (docs/benchmarks.md); idle keep-alive connections need no thread.
     workers: int = 2

@@ -28,6 +28,7 @@ SERVICES = {  # name → argv; gunicorn listeners pick their port with PANDA_LIS
     "server-http": ["gunicorn", "-c", "panda_server/gunicorn_conf.py", "panda_server.wsgi:application"],
     "setupper": ["panda-daemon", "setupper"],
     "adder": ["panda-daemon", "adder"],
+    "watcher": ["panda-daemon", "watcher"],
 }
 
 

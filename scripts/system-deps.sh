@@ -7,6 +7,8 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v unshare >/dev/null || need+=(util-linux)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v xrootd >/dev/null || need+=(xrootd-server)
+command -v xrdcp >/dev/null || need+=(xrootd-client)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing system packages: ${need[*]} (run as root or install them)" >&2; exit 1

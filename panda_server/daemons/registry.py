@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from panda_server.dataservice import adder, setupper
+from panda_server.jobdispatcher import watcher
 from panda_server.settings import Settings
 
 RunOnce = Callable[..., Any]
@@ -13,4 +14,5 @@ RunOnce = Callable[..., Any]
 DAEMONS: dict[str, tuple[RunOnce, Callable[[Settings], float]]] = {
     "setupper": (setupper.run_once, lambda s: s.setupper_interval),
     "adder": (adder.run_once, lambda s: s.adder_interval),
+    "watcher": (watcher.run_once, lambda s: s.watcher_interval),
 }
