@@ -100,3 +100,12 @@ def live(server, clean_db):
 
 
 __all__ = ["t", "utcnow"]
+
+
+@pytest.fixture(scope="session")
+def xrootd(workdir):
+    """A real XRootD storage element (tests/support/xrootd.py), stopped at the end of the session."""
+    from tests.support.xrootd import running_xrootd
+
+    with running_xrootd(workdir / "xrootd") as server:
+        yield server
