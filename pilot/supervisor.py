@@ -1,0 +1,202 @@
+"""The pilot's side of one job: fork the job wrapper, heartbeat, obey commands, final update.
+
+The wrapper (pilot.wrapper) does the work; this loop only watches it, every half second:
+  * the wrapper's phase decides the reported state: setup/stagein → `starting`,
+    running/stageout → `running` (the first update is always `starting`, reference/pilot.md §2);
+  * a `running` heartbeat every `heartbeat` seconds; each reply's `command` is obeyed:
+    `tobekilled` → KILL_REQUEST 1144 (the wrapper kills the payload's process group, stages out
+    the log and reports failed);
+  * no successful update for `lost_heartbeat` seconds → the job is aborted (1317);
+  * a wrapper that dies without a result → failed 1176, its payload's process tree killed.
+Then the final update carries the result and the `xml` file report; once it is acknowledged
+the job dir is removed. A `holding` result (outputs could not be stored) is reported as such
+and the job dir is kept for job recovery; so is a result whose final update never got through.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pilot import workdir
+from pilot.context import PilotContext
+from pilot.errors import message
+from pilot.job import Job
+from pilot.server import ServerError
+from pilot.util import processes
+
+log = logging.getLogger("pilot.supervisor")
+POLL = 0.5
+STATE_OF_PHASE = {"setup": "starting", "stagein": "starting", "running": "running", "stageout": "running",
+                  "done": "running"}  # fmt: skip
+WRAPPER_EXIT_GRACE = 60.0  # s a wrapper may take after a kill request before it is killed itself
+
+
+def run_job(ctx: PilotContext, job: Job, jobdir: Path, *, mode: str = "run") -> dict[str, Any]:
+    """Run (or recover) one job whose dir exists and is locked by the caller; returns the result."""
+    config_path = ctx.home / f"wrapper-{job.PandaID}.json"
+    workdir.write_json(config_path, ctx.wrapper_config(jobdir, mode))
+    config_path.chmod(0o600)
+    t0 = time.monotonic()
+    with open(jobdir / "wrapper.log", "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pilot.wrapper", str(config_path)], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=jobdir)  # fmt: skip
+    log.info("PandaID=%s job wrapper started (pid %d, %s)", job.PandaID, proc.pid, mode)
+    ctx.current_jobdir = jobdir
+    try:
+        if mode == "run":
+            _watch(ctx, job, jobdir, proc)
+        else:
+            _wait(proc, jobdir, ctx)
+    finally:
+        ctx.current_jobdir = None
+    result = workdir.read_state(jobdir).get("result")
+    if proc.returncode != 0 or not result:
+        result = _wrapper_died(jobdir, proc.returncode)
+    result.setdefault("timing", {})["total"] = time.monotonic() - t0
+    config_path.unlink(missing_ok=True)
+    return result
+
+
+def _watch(ctx: PilotContext, job: Job, jobdir: Path, proc: subprocess.Popen) -> None:
+    cfg = ctx.cfg
+    sent_state, last_sent, last_ok = "", 0.0, time.monotonic()
+    kill_asked: float | None = None
+    while proc.poll() is None:
+        phase = workdir.read_state(jobdir).get("phase", "setup")
+        state = STATE_OF_PHASE.get(phase, "running")
+        now = time.monotonic()
+        if phase != "done" and (state != sent_state or now - last_sent >= cfg.heartbeat):
+            last_sent, sent_state = now, state
+            if _heartbeat(ctx, job, jobdir, state):
+                last_ok = now
+        if now - last_ok > cfg.lost_heartbeat:
+            workdir.request_kill(jobdir, 1317, f"no update reached the server for {cfg.lost_heartbeat:.0f} s")
+        if ctx.stop.is_set() and ctx.stop_reason:
+            workdir.request_kill(jobdir, *ctx.stop_reason)
+        if workdir.kill_request(jobdir):
+            kill_asked = kill_asked or now
+            if now - kill_asked > WRAPPER_EXIT_GRACE + cfg.kill_grace:
+                log.error("PandaID=%s job wrapper ignores the kill request: killing it", job.PandaID)
+                _kill_wrapper(jobdir, proc)
+        time.sleep(POLL)
+
+
+def _wait(proc: subprocess.Popen, jobdir: Path, ctx: PilotContext) -> None:
+    deadline = time.monotonic() + ctx.cfg.lifetime
+    while proc.poll() is None:
+        if ctx.stop.is_set() and ctx.stop_reason:
+            workdir.request_kill(jobdir, *ctx.stop_reason)
+        if time.monotonic() > deadline:
+            _kill_wrapper(jobdir, proc)
+        time.sleep(POLL)
+
+
+def _heartbeat(ctx: PilotContext, job: Job, jobdir: Path, state: str) -> bool:
+    fields = {**common_fields(ctx, job), "state": state}
+    try:
+        reply = ctx.server.update_job(fields)
+    except ServerError as exc:
+        log.warning("PandaID=%s %s update failed: %s", job.PandaID, state, exc)
+        return False
+    log.info("PandaID=%s sent %s, server command %s", job.PandaID, state, reply.get("command", "NULL"))
+    for command in str(reply.get("command") or "NULL").split(","):
+        obey(command.strip(), job, jobdir)
+    return True
+
+
+def obey(command: str, job: Job, jobdir: Path) -> None:
+    """Back-channel commands in updateJob replies (reference/pilot.md §3.6)."""
+    if command == "tobekilled":
+        log.warning("PandaID=%s the server asks to kill the job", job.PandaID)
+        workdir.request_kill(jobdir, 1144, message(1144))
+    elif command not in ("", "NULL", "None"):
+        log.info("PandaID=%s ignoring server command %r", job.PandaID, command)
+
+
+def common_fields(ctx: PilotContext, job: Job) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    return {"jobId": job.PandaID, "timestamp": now.isoformat(), "siteName": ctx.site, "node": ctx.node,
+            "attemptNr": job.attemptNr, "coreCount": job.coreCount, "cpuConsumptionUnit": "s",
+            **ctx.identity_fields()}  # fmt: skip
+
+
+def final_fields(ctx: PilotContext, job: Job, result: dict[str, Any]) -> dict[str, Any]:
+    timing = result.get("timing", {})
+    pilot_timing = "|".join(str(int(timing.get(k, 0))) for k in ("getjob", "stagein", "payload", "stageout",
+                                                                   "initialsetup", "setup"))  # fmt: skip
+    fields = {**common_fields(ctx, job), "state": result["state"], "pilotErrorCode": result["pilotErrorCode"],
+              "pilotErrorDiag": result.get("pilotErrorDiag", ""), "transExitCode": result.get("transExitCode", 0),
+              "exeErrorCode": result.get("exeErrorCode", 0), "exeErrorDiag": result.get("exeErrorDiag", ""),
+              "pilotTiming": pilot_timing, "endTime": f"{time.time():.2f}",
+              "cpuConsumptionTime": result.get("cpuConsumptionTime", 0)}  # fmt: skip
+    if result.get("maxRSS"):
+        fields["maxRSS"] = result["maxRSS"]
+    if result["state"] in ("finished", "failed"):
+        fields["xml"] = json.dumps(result.get("xml") or {})
+    return fields
+
+
+def send_final(ctx: PilotContext, job: Job, result: dict[str, Any]) -> bool:
+    """The final (or holding) update, retried; True once the server acknowledged it."""
+    fields = final_fields(ctx, job, result)
+    attempts = ctx.cfg.update_attempts if not ctx.stop.is_set() else 1
+    reply = ctx.server.update_job_retrying(fields, attempts=attempts, interval=ctx.cfg.update_interval,
+                                           should_stop=ctx.stop.is_set)  # fmt: skip
+    if reply is None:
+        log.error("PandaID=%s final update not delivered after %d attempts: job dir kept for recovery",
+                  job.PandaID, attempts)  # fmt: skip
+        return False
+    log.info(
+        "PandaID=%s final update %s acknowledged (%s)",
+        job.PandaID,
+        result["state"],
+        reply.get("command", "NULL"),
+    )
+    return True
+
+
+def _wrapper_died(jobdir: Path, returncode: int | None) -> dict[str, Any]:
+    state = workdir.read_state(jobdir)
+    pid = state.get("payload_pid")
+    if pid:  # the payload runs in its own session: its process group id is its pid
+        processes.kill_tree(int(pid), int(pid), grace=5.0)
+    diag = f"job wrapper exited with {returncode} in phase {state.get('phase', 'setup')} without a result"
+    log.error("%s: %s", jobdir.name, diag)
+    return {
+        "state": "failed",
+        "pilotErrorCode": 1176,
+        "pilotErrorDiag": diag,
+        "xml": state.get("files") or {},
+    }
+
+
+def _kill_wrapper(jobdir: Path, proc: subprocess.Popen) -> None:
+    proc.kill()
+    proc.wait(timeout=30)
+    state = workdir.read_state(jobdir)
+    if state.get("payload_pid"):
+        processes.kill_tree(int(state["payload_pid"]), int(state["payload_pid"]), grace=5.0)
+
+
+def keep_for_recovery(ctx: PilotContext, jobdir: Path) -> Path:
+    """Leave the job dir where a later pilot looks: the queue's recoverdir, or where it is."""
+    target_root = str(ctx.queuedata.get("recoverdir") or "")
+    if not target_root:
+        return jobdir
+    target = Path(target_root) / jobdir.name
+    try:
+        Path(target_root).mkdir(parents=True, exist_ok=True)
+        shutil.move(str(jobdir), str(target))
+    except OSError as exc:
+        log.error("cannot move %s to recoverdir %s: %s (left in place)", jobdir, target_root, exc)
+        return jobdir
+    log.info("job dir moved to %s for job recovery", target)
+    return target

@@ -1,0 +1,214 @@
+"""The job wrapper: one job from setup to result, in a process of its own (classic RunJob.py).
+
+The pilot forks it per job (`python -m pilot.wrapper <config>`), then only watches: it sends the
+heartbeats and the final update, and passes kill requests through the job dir (KILL_REQUEST).
+The wrapper never talks to the PanDA server. Its phases, recorded in the job state file:
+
+    setup → stagein → running → stageout → done      (result: finished | failed | holding)
+
+`holding` means the payload succeeded but its outputs or log could not be stored: the job dir is
+kept for job recovery (`recover`), which re-runs only the stage-out of what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pilot import probes, watchdog, workdir
+from pilot.errors import PilotFailure
+from pilot.job import Job, OutFile
+from pilot.wrapper import payload, transfers, trf
+
+log = logging.getLogger("pilot.wrapper")
+STAGEOUT_CODES = frozenset({1137, 1152, 1172, 1333})  # failures a later pilot may recover from
+
+
+class Outcome:
+    """What the wrapper reports: the first error wins (pilot3 keeps an ordered list)."""
+
+    def __init__(self) -> None:
+        self.code, self.diag, self.trans_exit, self.exe_diag = 0, "", 0, ""
+        self.timing: dict[str, float] = {}
+        self.cpu, self.max_rss_kb = 0.0, 0
+
+    def fail(self, code: int, diag: str) -> None:
+        if self.code == 0:
+            self.code, self.diag = code, diag
+            log.warning("error %d: %s", code, diag)
+
+
+def payload_env(job: Job, jobdir: Path, cfg: Mapping[str, Any]) -> dict[str, str]:
+    """Only what the payload needs: no credentials (X509_USER_PROXY is not passed on)."""
+    env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ") if k in os.environ}
+    env.update(cfg["payload_environ"])
+    env.update(HOME=str(jobdir), TMPDIR=str(jobdir), PANDAID=str(job.PandaID), PanDA_TaskID=job.taskID,
+               PILOT_HOME=cfg["pilot_home"], PILOT_WORK_DIR=str(jobdir), PANDA_SITE=cfg["queuedata"].get("siteid", ""),
+               PANDA_QUEUE=cfg["queuedata"]["nickname"], ATHENA_CORE_NUMBER=str(job.coreCount))  # fmt: skip
+    return env
+
+
+def run(job: Job, jobdir: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    out = Outcome()
+    should_abort = lambda: (jobdir / workdir.KILL_FILE).exists()  # noqa: E731
+    try:
+        _setup_stagein_payload(job, jobdir, cfg, out, should_abort)
+    except PilotFailure as exc:
+        out.fail(exc.code, exc.diag)
+    if out.code == 0:
+        _check_outputs(job, jobdir, out)
+    return _stage_out_all(job, jobdir, cfg, out, should_abort, payload_ok=out.code == 0)
+
+
+def recover(job: Job, jobdir: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Finish a job a gone pilot left: stage out what is missing, keep the earlier payload result."""
+    earlier = workdir.read_state(jobdir).get("result") or {}
+    out = Outcome()
+    payload_ok = (
+        earlier.get("pilotErrorCode", 0) in (0, *STAGEOUT_CODES) and earlier.get("transExitCode", 0) == 0
+    )
+    if not payload_ok:
+        out.fail(int(earlier["pilotErrorCode"]), earlier.get("pilotErrorDiag", ""))
+    out.trans_exit = int(earlier.get("transExitCode", 0))
+    out.timing = dict(earlier.get("timing", {}))
+    return _stage_out_all(
+        job, jobdir, cfg, out, lambda: (jobdir / workdir.KILL_FILE).exists(), payload_ok=payload_ok
+    )
+
+
+def _setup_stagein_payload(
+    job: Job, jobdir: Path, cfg: Mapping[str, Any], out: Outcome, should_abort
+) -> None:
+    t0 = time.monotonic()
+    env = payload_env(job, jobdir, cfg)
+    workdir.update_state(jobdir, phase="stagein")
+    turls = transfers.stage_in(job, jobdir, cfg, should_abort)
+    out.timing["stagein"] = time.monotonic() - t0
+    _abort_if_asked(jobdir)
+    job_pars = transfers.replace_lfns(job.jobPars, turls)
+    cmd = trf.command(job, jobdir, cfg, job_pars, env.get("PATH", ""), should_abort)
+    _abort_if_asked(jobdir)
+    workdir.update_state(jobdir, phase="running", command=cmd)
+    t1 = time.monotonic()
+    result = payload.run_payload(
+        cmd, cwd=jobdir, env=env, stdout_path=jobdir / "payload.stdout", stderr_path=jobdir / "payload.stderr",
+        walltime=_walltime(job, cfg), should_kill=lambda: workdir.kill_request(jobdir),
+        on_start=lambda pid: workdir.update_state(jobdir, payload_pid=pid, payload_start=time.time()),
+        poll=0.5, grace=cfg["kill_grace"], monitor=_monitor(job, jobdir, cfg),
+    )  # fmt: skip
+    out.timing["payload"] = time.monotonic() - t1
+    out.cpu, out.max_rss_kb = result.cpu_seconds, result.max_rss_kb
+    code, out.trans_exit, diag = payload.interpret(result, _tail(jobdir / "payload.stderr"))
+    if code:
+        out.fail(code, diag)
+        out.exe_diag = diag if code == 1305 else ""
+
+
+def _abort_if_asked(jobdir: Path) -> None:
+    request = workdir.kill_request(jobdir)
+    if request:
+        raise PilotFailure(*request)
+
+
+def _walltime(job: Job, cfg: Mapping[str, Any]) -> float | None:
+    limits = [
+        x for x in (job.maxWalltime, int(cfg["queuedata"].get("maxtime") or 0), cfg.get("lifetime_left")) if x
+    ]
+    return float(min(limits)) if limits else None
+
+
+def _monitor(job: Job, jobdir: Path, cfg: Mapping[str, Any]):
+    """The job monitor run beside the payload: memory every poll, the rest every check_interval."""
+    limits = watchdog.limits_for(job.minRamCount, cfg["queuedata"], looping_limit=cfg.get("looping_limit"),
+                                 max_cpu_count=job.maxCpuCount, analysis=job.is_analysis)  # fmt: skip
+    last = {"check": time.monotonic()}
+
+    def check(sample: payload.PayloadSample) -> tuple[int, str] | None:
+        verdict = watchdog.memory(sample.rss_kb, limits)
+        if verdict or time.monotonic() - last["check"] < cfg["check_interval"]:
+            return verdict
+        last["check"] = time.monotonic()
+        now = time.time()
+        watch = watchdog.WatchSample(
+            newest_mtime=probes.newest_mtime(jobdir), payload_start=now - sample.wall_seconds,
+            workdir_bytes=probes.dir_size(jobdir), free_bytes=probes.free_bytes(jobdir), rss_kb=sample.rss_kb,
+            stdout_bytes=probes.file_size(jobdir / "payload.stdout"),
+        )  # fmt: skip
+        return watchdog.check_all(watch, limits, now)
+
+    return check
+
+
+def _check_outputs(job: Job, jobdir: Path, out: Outcome) -> None:
+    sizes = {}
+    for f in job.outputs:
+        if f.is_log:
+            continue
+        path = jobdir / f.lfn
+        if not path.is_file():
+            out.fail(1165, f"the payload did not produce its output {f.lfn} in {jobdir}")
+            return
+        sizes[f.lfn] = path.stat().st_size
+    verdict = watchdog.output_sizes(sizes, watchdog.Limits())
+    if verdict:
+        out.fail(*verdict)
+
+
+def _stage_out_all(job: Job, jobdir: Path, cfg: Mapping[str, Any], out: Outcome, should_abort,
+                   *, payload_ok: bool) -> dict[str, Any]:  # fmt: skip
+    t0 = time.monotonic()
+    workdir.update_state(jobdir, phase="stageout")
+    done: dict[str, Any] = dict(workdir.read_state(jobdir).get("files") or {})
+
+    def record(lfn: str, entry: dict[str, Any]) -> None:
+        done[lfn] = entry
+        workdir.update_state(jobdir, files=done)
+
+    outputs = [f for f in job.outputs if not f.is_log] if payload_ok else []
+    stageout_error = _try_stage_out(job, jobdir, cfg, outputs, done, should_abort, record)
+    if job.log is not None:
+        log_error = _stage_out_log(job, jobdir, cfg, job.log, done, should_abort, record)
+        stageout_error = stageout_error or log_error
+    if stageout_error:
+        out.fail(*stageout_error)
+    out.timing["stageout"] = out.timing.get("stageout", 0) + time.monotonic() - t0
+    keep = payload_ok and out.code in STAGEOUT_CODES and bool(cfg["queuedata"].get("retry", True))
+    state = "holding" if keep else ("finished" if out.code == 0 else "failed")
+    report = {lfn: done[lfn] for lfn in done}
+    return {"state": state, "pilotErrorCode": out.code, "pilotErrorDiag": out.diag[:500],
+            "transExitCode": out.trans_exit, "exeErrorCode": out.trans_exit, "exeErrorDiag": out.exe_diag[:500],
+            "timing": out.timing, "cpuConsumptionTime": int(out.cpu), "maxRSS": out.max_rss_kb,
+            "xml": report}  # fmt: skip
+
+
+def _try_stage_out(
+    job, jobdir, cfg, files: list[OutFile], done, should_abort, record
+) -> tuple[int, str] | None:
+    try:
+        transfers.stage_out(job, jobdir, cfg, files, done, should_abort, record)
+    except PilotFailure as exc:
+        return exc.code, exc.diag
+    return None
+
+
+def _stage_out_log(job, jobdir, cfg, log_file: OutFile, done, should_abort, record) -> tuple[int, str] | None:
+    if log_file.lfn not in done:
+        try:
+            workdir.make_log_tarball(jobdir, log_file.lfn, cfg["queuedata"]["nickname"], job.PandaID,
+                                     exclude={f.lfn for f in job.inputs})  # fmt: skip
+        except OSError as exc:
+            return 1320, f"cannot create the log tarball {log_file.lfn}: {exc}"
+    return _try_stage_out(job, jobdir, cfg, [log_file], done, should_abort, record)
+
+
+def _tail(path: Path, limit: int = 2048) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, path.stat().st_size - limit))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
