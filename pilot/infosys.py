@@ -120,12 +120,10 @@ def surl(ddmconf: Mapping[str, Any], ddm: str, scope: str, lfn: str, kind: str) 
     protocols = (endpoint.get("arprotocols") or {}).get(PROTOCOL_ACTIVITY[kind]) or []
     if not protocols:
         raise PilotFailure(1313, f"DDM endpoint {ddm} has no {PROTOCOL_ACTIVITY[kind]} protocol")
-    base, path = protocols[0]["endpoint"].rstrip("/"), "/" + protocols[0]["path"].strip("/")
-    return (
-        f"{base}/{path}/{rucio_path(scope, lfn)}"
-        if base.startswith("root:")
-        else f"{base}{path}/{rucio_path(scope, lfn)}"
-    )
+    base, path = protocols[0]["endpoint"].rstrip("/"), protocols[0]["path"].strip("/")
+    rel = f"{path}/{rucio_path(scope, lfn)}" if path else rucio_path(scope, lfn)
+    # root://host:port//abs/path (XRootD wants the double slash); file://localhost/abs/path
+    return f"{base}//{rel}" if base.startswith("root:") else f"{base}/{rel}"
 
 
 def local_path(url: str) -> str | None:

@@ -45,9 +45,8 @@ def run_job(ctx: PilotContext, job: Job, jobdir: Path, *, mode: str = "run") -> 
     workdir.write_json(config_path, ctx.wrapper_config(jobdir, mode))
     config_path.chmod(0o600)
     t0 = time.monotonic()
-    with open(jobdir / "wrapper.log", "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "pilot.wrapper", str(config_path)], stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=jobdir)  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "pilot.wrapper", str(config_path)], stdout=sys.stderr,
+                            stdin=subprocess.DEVNULL, cwd=jobdir)  # fmt: skip
     log.info("PandaID=%s job wrapper started (pid %d, %s)", job.PandaID, proc.pid, mode)
     ctx.current_jobdir = jobdir
     try:

@@ -23,8 +23,10 @@ def main(argv: list[str]) -> int:
         print(f"cannot read wrapper config {argv[0]}", file=sys.stderr)
         return 2
     jobdir = Path(cfg["jobdir"])
-    logging.basicConfig(level=logging.DEBUG if cfg.get("debug") else logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s wrapper PandaID=" + jobdir.name.split("-")[-1] + " %(levelname)s %(message)s")  # fmt: skip
+    fmt = "%(asctime)s wrapper PandaID=" + jobdir.name.split("-")[-1] + " %(levelname)s %(message)s"
+    # to the pilot's stderr (its log) and to wrapper.log in the job dir (so into the log tarball)
+    logging.basicConfig(level=logging.DEBUG if cfg.get("debug") else logging.INFO, format=fmt,
+                        handlers=[logging.StreamHandler(sys.stderr), logging.FileHandler(jobdir / "wrapper.log")])  # fmt: skip
     # The pilot asks for kills through KILL_REQUEST; a SIGTERM (batch system) becomes one too.
     signal.signal(signal.SIGTERM, lambda *_: workdir.request_kill(jobdir, 1201, "job wrapper got SIGTERM"))
     signal.signal(signal.SIGINT, lambda *_: workdir.request_kill(jobdir, 1208, "job wrapper got SIGINT"))

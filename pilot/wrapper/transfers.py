@@ -11,6 +11,7 @@ transferred (recorded in the job state) are skipped, which is what makes recover
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -87,12 +88,10 @@ def stage_out(job: Job, jobdir: Path, cfg: Mapping[str, Any], files: list[OutFil
 
 
 def replace_lfns(job_pars: str, turls: Mapping[str, str]) -> str:
-    """Hand direct-read inputs to the payload: each LFN in the arguments becomes its TURL."""
-    if not turls:
-        return job_pars
-    words = []
-    for word in job_pars.split(" "):
-        key, sep, value = word.rpartition("=") if "=" in word else ("", "", word)
-        items = [turls.get(v, v) for v in value.split(",")]
-        words.append(f"{key}{sep}{','.join(items)}")
-    return " ".join(words)
+    """Hand direct-read inputs to the payload: each LFN in the arguments becomes its TURL.
+
+    An LFN is replaced where it stands as a whole file name (not inside a longer name or path).
+    """
+    for lfn, turl in turls.items():
+        job_pars = re.sub(rf"(?<![\w.\-/]){re.escape(lfn)}(?![\w.\-])", lambda _m, t=turl: t, job_pars)
+    return job_pars

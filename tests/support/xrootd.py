@@ -64,8 +64,11 @@ def _config(data: Path, admin: Path, port: int) -> str:
 
 
 @contextlib.contextmanager
-def running_xrootd(base: Path) -> Iterator[XrdServer]:
-    """Start xrootd on a free port with its files under base; stop it (by PID) on exit."""
+def running_xrootd(base: Path, port: int | None = None) -> Iterator[XrdServer]:
+    """Start xrootd on `port` (default: a free one) with its files under base; stop it (by PID) on exit.
+
+    Starting it again with the same base and port brings the same storage element back.
+    """
     user = ensure_user()
     base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o755)
@@ -74,7 +77,7 @@ def running_xrootd(base: Path) -> Iterator[XrdServer]:
         d.mkdir(exist_ok=True)
         os.chown(d, user.pw_uid, user.pw_gid)
         d.chmod(0o755)
-    port = free_port()
+    port = port or free_port()
     cfg = base / "xrootd.cfg"
     cfg.write_text(_config(dirs["data"], dirs["admin"], port))
     log = dirs["logs"] / "xrootd.log"
