@@ -58,10 +58,12 @@ def run(job: Job, jobdir: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
     try:
         _setup_stagein_payload(job, jobdir, cfg, out, should_abort)
     except PilotFailure as exc:
-        out.fail(exc.code, exc.diag)
+        # a transfer aborted by a kill request reports the kill's reason (1144, 1201, …)
+        out.fail(*(workdir.kill_request(jobdir) or (exc.code, exc.diag)))
     if out.code == 0:
         _check_outputs(job, jobdir, out)
-    return _stage_out_all(job, jobdir, cfg, out, should_abort, payload_ok=out.code == 0)
+    # the log is stored even for a killed job (classic pilot): stage-out ignores kill requests
+    return _stage_out_all(job, jobdir, cfg, out, _never, payload_ok=out.code == 0)
 
 
 def recover(job: Job, jobdir: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -75,9 +77,7 @@ def recover(job: Job, jobdir: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
         out.fail(int(earlier["pilotErrorCode"]), earlier.get("pilotErrorDiag", ""))
     out.trans_exit = int(earlier.get("transExitCode", 0))
     out.timing = dict(earlier.get("timing", {}))
-    return _stage_out_all(
-        job, jobdir, cfg, out, lambda: (jobdir / workdir.KILL_FILE).exists(), payload_ok=payload_ok
-    )
+    return _stage_out_all(job, jobdir, cfg, out, _never, payload_ok=payload_ok)
 
 
 def _setup_stagein_payload(
@@ -106,6 +106,10 @@ def _setup_stagein_payload(
     if code:
         out.fail(code, diag)
         out.exe_diag = diag if code == 1305 else ""
+
+
+def _never() -> bool:
+    return False
 
 
 def _abort_if_asked(jobdir: Path) -> None:

@@ -146,10 +146,14 @@ def test_kill_through_the_server_reaches_the_payload(live, engine, pilot_dir, wo
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    row = pilots.job_row(engine, pid)
-    assert row["jobStatus"] in ("failed", "cancelled", "holding"), row["jobStatus"]
-    assert row["pilotErrorCode"] == 1144 and "killed by panda server" in row["pilotErrorDiag"]
     assert not Path(f"/proc/{payload_pid}").exists(), "the payload process is gone"
+    pilots.run_adder(engine)
+    row = pilots.job_row(engine, pid)
+    assert (row["jobStatus"], row["pilotErrorCode"]) == ("failed", 1144)
+    assert "killed by panda server" in row["pilotErrorDiag"]
+    log_row = next(f for f in pilots.file_rows(engine, pid).values() if f["type"] == "log")
+    assert log_row["status"] == "ready", "the killed job's log is stored"
+    assert se_file(live, "test", log_row["lfn"]).stat().st_size == log_row["fsize"]
     assert elapsed < 60, "the kill arrives with the next heartbeat (2 s), not after the payload ends"
 
 
@@ -162,3 +166,42 @@ def test_silent_payload_is_killed_as_looping(live, engine, pilot_dir):
     row = pilots.job_row(engine, pid)
     assert row["pilotErrorCode"] == 1150, row["pilotErrorDiag"]
     assert "no file" in row["pilotErrorDiag"].lower() or "looping" in row["pilotErrorDiag"].lower()
+
+
+def test_payload_over_its_memory_limit_is_killed(live, engine, pilot_dir):
+    script = 'python3 -c "import time; x = bytearray(300 * 2**20); x[::4096] = b\\"1\\" * len(x[::4096]); time.sleep(60)"'
+    job = pilots.shell_job(QUEUE, script, minRamCount=100)
+    pid = pilots.insert_activated(engine, job)
+    proc = pilots.run_pilot(live, QUEUE, pilot_dir, "--kill-grace", "2", timeout=120)
+    assert proc.returncode == 1
+    row = pilots.job_row(engine, pid)
+    assert row["pilotErrorCode"] == 1235, row["pilotErrorDiag"]  # PAYLOADEXCEEDMAXMEM
+    assert "100" in row["pilotErrorDiag"]
+
+
+def test_payload_over_its_walltime_is_killed(live, engine, pilot_dir):
+    job = pilots.shell_job(QUEUE, "echo working; sleep 60", maxWalltime=2)
+    pid = pilots.insert_activated(engine, job)
+    t0 = time.monotonic()
+    pilots.run_pilot(live, QUEUE, pilot_dir, "--kill-grace", "2", timeout=120)
+    row = pilots.job_row(engine, pid)
+    assert row["pilotErrorCode"] == 1213, row["pilotErrorDiag"]  # REACHEDMAXTIME
+    assert time.monotonic() - t0 < 45
+
+
+def test_unreachable_server_gives_a_clear_exit(live, pilot_dir):
+    from tests.support.pilots import pilot_argv, pilot_env
+
+    argv = pilot_argv(live, QUEUE, pilot_dir)
+    argv[argv.index("--url") + 1] = "https://127.0.0.1:9"  # nothing listens there
+    import subprocess
+
+    proc = subprocess.run(argv, env=pilot_env(), cwd=pilot_dir, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 71, proc.stderr[-2000:]  # queuedata could not be had
+    assert "cannot run for queue CLOUDA_T1" in proc.stderr and "cannot download" in proc.stderr
+
+
+def test_offline_queue_is_refused(live, engine, pilot_dir):
+    pilots.add_queue(engine, "OFF_T2", status="offline")
+    proc = pilots.run_pilot(live, "OFF_T2", pilot_dir)
+    assert proc.returncode == 83 and "offline" in proc.stderr
