@@ -6,8 +6,8 @@ tarball is made and stored: part of the pilot's work) on a directory storage ele
   * one-shot: one pilot process per job (start, queuedata, getJob, wrapper, heartbeats, stage-out,
     final update, cleanup) — the wall time of the pilot process minus the payload's own time;
   * multi-job: one pilot with --max-jobs N — the per-job cost once the pilot runs;
-  * peak RSS of the pilot process tree (os.wait4 ru_maxrss: the largest of pilot, job wrapper,
-    payload) and the CPU seconds of the tree;
+  * peak RSS of the pilot and of its job wrapper (VmHWM, which each logs at exit; ru_maxrss
+    would carry this script's own size over fork+exec) and the CPU seconds of the tree;
   * baseline in the same run: starting `python -c pass` (the interpreter start every pilot and
     wrapper pays twice).
 
@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,13 +40,19 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run_measured(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, float, str]:
-    """(wall s, peak RSS kB of the process tree, CPU s of the tree, stdout)."""
+    """(wall s, peak RSS kB of pilot or wrapper, CPU s of the process tree, stdout)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    out = proc.stdout.read().decode()
-    _pid, _status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = 0
-    return time.perf_counter() - t0, usage.ru_maxrss, usage.ru_utime + usage.ru_stime, out
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime - run_measured.cpu_seen
+    run_measured.cpu_seen += cpu
+    peaks = [int(x) for x in re.findall(r"peak RSS (\d+) kB", err.decode())]
+    return wall, max(peaks, default=0), cpu, out.decode()
+
+
+run_measured.cpu_seen = 0.0
 
 
 def payload_seconds(stdout: str) -> list[float]:

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from pilot import VERSION, config, errors, infosys, lifecycle, workdir
+from pilot import VERSION, config, errors, infosys, lifecycle, probes, workdir
 from pilot.context import PilotContext
 from pilot.errors import PilotFailure
 from pilot.server import Server
@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.close()
         _cleanup(ctx)
-    log.info("pilot exits with %d", code)
+    log.info("pilot exits with %d (peak RSS %d kB)", code, probes.peak_rss_kb())
     return code
 
 

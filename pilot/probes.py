@@ -91,3 +91,16 @@ def file_size(path: Path | str) -> int | None:
         return os.stat(path).st_size
     except OSError:
         return None
+
+
+def peak_rss_kb() -> int:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that over exec from the
+    parent, so a pilot started by a big process would report the parent's size."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0

@@ -85,7 +85,7 @@ def _watch(ctx: PilotContext, job: Job, jobdir: Path, proc: subprocess.Popen) ->
             if now - kill_asked > WRAPPER_EXIT_GRACE + cfg.kill_grace:
                 log.error("PandaID=%s job wrapper ignores the kill request: killing it", job.PandaID)
                 _kill_wrapper(jobdir, proc)
-        time.sleep(POLL)
+        _pause(proc)
 
 
 def _wait(proc: subprocess.Popen, jobdir: Path, ctx: PilotContext) -> None:
@@ -95,7 +95,15 @@ def _wait(proc: subprocess.Popen, jobdir: Path, ctx: PilotContext) -> None:
             workdir.request_kill(jobdir, *ctx.stop_reason)
         if time.monotonic() > deadline:
             _kill_wrapper(jobdir, proc)
-        time.sleep(POLL)
+        _pause(proc)
+
+
+def _pause(proc: subprocess.Popen) -> None:
+    """Wait POLL seconds, or less when the wrapper exits (no lag after the job)."""
+    try:
+        proc.wait(timeout=POLL)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def _heartbeat(ctx: PilotContext, job: Job, jobdir: Path, state: str) -> bool:

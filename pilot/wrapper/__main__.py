@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from pilot import job as jobmod
-from pilot import workdir
+from pilot import probes, workdir
 from pilot.errors import PilotFailure
 from pilot.wrapper import runjob
 
@@ -42,9 +42,8 @@ def main(argv: list[str]) -> int:
         runjob.recover(job, jobdir, cfg) if cfg.get("mode") == "recover" else runjob.run(job, jobdir, cfg)
     )
     workdir.update_state(jobdir, phase="done", result=result)
-    logging.info(
-        "result %s pilotErrorCode=%s %s", result["state"], result["pilotErrorCode"], result["pilotErrorDiag"]
-    )
+    logging.info("result %s pilotErrorCode=%s %s (wrapper peak RSS %d kB)", result["state"],
+                 result["pilotErrorCode"], result["pilotErrorDiag"], probes.peak_rss_kb())  # fmt: skip
     return 0
 
 
