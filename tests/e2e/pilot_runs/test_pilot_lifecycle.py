@@ -205,3 +205,11 @@ def test_offline_queue_is_refused(live, engine, pilot_dir):
     pilots.add_queue(engine, "OFF_T2", status="offline")
     proc = pilots.run_pilot(live, "OFF_T2", pilot_dir)
     assert proc.returncode == 83 and "offline" in proc.stderr
+
+
+def test_full_local_disk_means_no_job_is_taken(live, engine, pilot_dir):
+    pid = pilots.insert_activated(engine, pilots.shell_job(QUEUE, "true"))
+    proc = pilots.run_pilot(live, QUEUE, pilot_dir, "--min-free-mb", str(10**12))
+    assert proc.returncode == 69, proc.stderr[-2000:]  # no local space, as the real pilot
+    assert "not asking for a job" in proc.stderr
+    assert pilots.job_row(engine, pid)["jobStatus"] == "activated", "the job stays for another pilot"
