@@ -86,6 +86,8 @@ def _watch(ctx: PilotContext, job: Job, jobdir: Path, proc: subprocess.Popen) ->
                 log.error("PandaID=%s job wrapper ignores the kill request: killing it", job.PandaID)
                 _kill_wrapper(jobdir, proc)
         _pause(proc)
+    if sent_state != "running" and workdir.read_state(jobdir).get("payload_start"):
+        _heartbeat(ctx, job, jobdir, "running")  # a payload shorter than a poll: the server still sees it run
 
 
 def _wait(proc: subprocess.Popen, jobdir: Path, ctx: PilotContext) -> None:

@@ -60,6 +60,8 @@ def test_job_with_output_finishes_with_files_on_the_se(live, engine, pilot_dir):
     )
     row = pilots.job_row(engine, pid)
     assert row["jobStatus"] == "holding" and row["pilotErrorCode"] == 0
+    for state in ("starting", "running"):  # acknowledged by the server, even for a payload this short
+        assert f"PandaID={pid} sent {state}, server command NULL" in proc.stderr
     pilots.run_adder(engine)
     assert pilots.job_row(engine, pid)["jobStatus"] == "finished"
     files = pilots.file_rows(engine, pid)
