@@ -17,6 +17,7 @@ from typing import Any
 from pilot.errors import PilotFailure
 
 NULL = ("", "NULL", "None")
+MAX_LFN = 255  # longer LFNs are refused by the real pilot (1190)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,12 +107,21 @@ def _at(items: list[str], i: int, default: str = "") -> str:
     return items[i] if i < len(items) and items[i] else default
 
 
+def _check_lfn(lfn: str) -> str:
+    """A file name inside the job dir: no path, no hidden name, bounded length."""
+    if len(lfn) > MAX_LFN:
+        raise PilotFailure(1190, f"LFN {lfn[:60]}… is {len(lfn)} characters long (limit {MAX_LFN})")
+    if "/" in lfn or "\0" in lfn or lfn.startswith(".") or lfn.isspace():
+        raise PilotFailure(1371, f"file name {lfn!r} is not a plain file name")
+    return lfn
+
+
 def parse(d: Mapping[str, Any]) -> Job:
-    """A Job from the getJob dict; raises PilotFailure(1302) when lists do not line up."""
+    """A Job from the getJob dict; refuses file names that would leave the job dir."""
     panda_id = _int(d, "PandaID")
     if panda_id <= 0:
         raise PilotFailure(1302, "getJob reply has no PandaID")
-    lfns = [x for x in _list(d, "inFiles")]
+    lfns = [_check_lfn(x) if x else x for x in _list(d, "inFiles")]
     guids, sizes, sums = _list(d, "GUID"), _list(d, "fsize"), _list(d, "checksum")
     scopes, datasets, ddms = _list(d, "scopeIn"), _list(d, "realDatasetsIn"), _list(d, "ddmEndPointIn")
     inputs = []
@@ -139,6 +149,7 @@ def _outputs(d: Mapping[str, Any]) -> list[OutFile]:
     for i, lfn in enumerate(lfns):
         if not lfn:
             continue
+        _check_lfn(lfn)
         is_log = lfn == log_file
         if is_log:
             scope, guid = _value(d, "scopeLog"), _value(d, "logGUID") or str(uuid.uuid4())

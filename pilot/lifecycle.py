@@ -106,7 +106,7 @@ def run_one(ctx: PilotContext, job_dict: dict[str, Any]) -> dict[str, Any]:
         job = jobmod.parse(job_dict)
     except PilotFailure as exc:
         log.error("unusable job from getJob: %s", exc)
-        return {"state": "failed", "pilotErrorCode": exc.code}
+        return _refuse(ctx, job_dict, exc)
     jobdir = workdir.job_dir(ctx.home, job.PandaID)
     jobdir.mkdir(mode=0o755)
     workdir.write_json(jobdir / workdir.JOB_FILE, job_dict)
@@ -121,6 +121,20 @@ def run_one(ctx: PilotContext, job_dict: dict[str, Any]) -> dict[str, Any]:
         elif ctx.cfg.cleanup:
             workdir.remove(jobdir)
     _summary(job, result, time.monotonic() - t0, kept=keep)
+    return result
+
+
+def _refuse(ctx: PilotContext, job_dict: dict[str, Any], exc: PilotFailure) -> dict[str, Any]:
+    """Report a job the pilot cannot even read as failed, so that it does not wait for the watcher."""
+    result = {"state": "failed", "pilotErrorCode": exc.code, "pilotErrorDiag": exc.diag, "xml": {}}
+    panda_id, attempt = str(job_dict.get("PandaID", "")), str(job_dict.get("attemptNr", "1"))
+    if panda_id.isdigit():
+        fields = {"jobId": panda_id, "state": "failed", "attemptNr": attempt if attempt.isdigit() else "1",
+                  "siteName": ctx.site, "node": ctx.node, "pilotErrorCode": exc.code,
+                  "pilotErrorDiag": exc.diag[:500], **ctx.identity_fields()}  # fmt: skip
+        ctx.server.update_job_retrying(fields, attempts=ctx.cfg.update_attempts, interval=ctx.cfg.update_interval,
+                                       should_stop=ctx.stop.is_set)  # fmt: skip
+    print(f"pilot: PandaID={panda_id or '?'} failed pilotErrorCode={exc.code} diag={exc.diag!r}", flush=True)
     return result
 
 

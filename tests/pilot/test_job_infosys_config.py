@@ -42,6 +42,16 @@ def test_job_without_panda_id_or_with_garbage_numbers_is_refused():
     assert exc.value.code == 1117 and "maxCpuCount" in exc.value.diag
 
 
+@pytest.mark.parametrize(("field", "value", "code"), [
+    ("inFiles", "../../etc/passwd,in2", 1371), ("outFiles", "out1,/tmp/x", 1371), ("outFiles", ".hidden,log.tgz", 1371),
+    ("inFiles", "a" * 256 + ",in2", 1190),
+])  # fmt: skip
+def test_file_names_that_would_leave_the_job_dir_are_refused(field, value, code):
+    with pytest.raises(PilotFailure) as exc:
+        job.parse({**JOB, field: value})
+    assert exc.value.code == code
+
+
 @pytest.mark.parametrize(("transfer_type", "pars", "mode"), [
     ("NULL", "x", "copy"), ("direct", "x", "direct"), ("NULL", "a --accessmode=direct", "direct"),
     ("direct", "--accessmode=copy", "copy"), ("direct", "--useLocalIO", "copy"),

@@ -215,3 +215,13 @@ def test_full_local_disk_means_no_job_is_taken(live, engine, pilot_dir):
     assert proc.returncode == 69, proc.stderr[-2000:]  # no local space, as the real pilot
     assert "not asking for a job" in proc.stderr
     assert pilots.job_row(engine, pid)["jobStatus"] == "activated", "the job stays for another pilot"
+
+
+def test_job_with_a_path_as_file_name_is_refused_and_reported(live, engine, pilot_dir):
+    job = pilots.shell_job(QUEUE, "true", outputs=["../../escape.dat"])
+    pid = pilots.insert_activated(engine, job)
+    proc = pilots.run_pilot(live, QUEUE, pilot_dir)
+    assert proc.returncode == 1
+    row = pilots.job_row(engine, pid)
+    assert (row["jobStatus"], row["pilotErrorCode"]) == ("holding", 1371), row["pilotErrorDiag"]
+    assert not (pilot_dir.parent / "escape.dat").exists()
