@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pilot.errors import PilotFailure
+from pilot.workdir import RESERVED
 
 NULL = ("", "NULL", "None")
 MAX_LFN = 255  # longer LFNs are refused by the real pilot (1190)
@@ -113,6 +114,8 @@ def _check_lfn(lfn: str) -> str:
         raise PilotFailure(1190, f"LFN {lfn[:60]}… is {len(lfn)} characters long (limit {MAX_LFN})")
     if "/" in lfn or "\0" in lfn or lfn.startswith(".") or lfn.isspace():
         raise PilotFailure(1371, f"file name {lfn!r} is not a plain file name")
+    if lfn in RESERVED or lfn.startswith("jobState-"):
+        raise PilotFailure(1371, f"file name {lfn!r} is reserved for the pilot's own files in the job dir")
     return lfn
 
 

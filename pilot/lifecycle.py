@@ -79,7 +79,7 @@ def get_job(ctx: PilotContext, free_mb: float) -> dict[str, Any] | None:
     """getJob until a job comes, at most --getjobrequests times; None when there is none."""
     qd, cfg = ctx.queuedata, ctx.cfg
     label = cfg.prod_source_label or LABEL_OF_TYPE.get(str(qd.get("type")), "managed")
-    maxwdir = float(qd.get("maxwdir") or free_mb)
+    maxwdir = _number(qd.get("maxwdir")) or free_mb
     fields = {"siteName": ctx.site, "computingElement": cfg.queue, "prodSourceLabel": label,
               "diskSpace": int(min(free_mb, maxwdir)), "workingGroup": cfg.working_group, "cpu": f"{cpu_mhz():.3f}",
               "mem": f"{memory_mb():.1f}", "node": ctx.node, "allowOtherCountry": False}  # fmt: skip
@@ -108,8 +108,11 @@ def run_one(ctx: PilotContext, job_dict: dict[str, Any]) -> dict[str, Any]:
         log.error("unusable job from getJob: %s", exc)
         return _refuse(ctx, job_dict, exc)
     jobdir = workdir.job_dir(ctx.home, job.PandaID)
-    jobdir.mkdir(mode=0o755)
-    workdir.write_json(jobdir / workdir.JOB_FILE, job_dict)
+    try:
+        jobdir.mkdir(mode=0o755)
+        workdir.write_json(jobdir / workdir.JOB_FILE, job_dict)
+    except OSError as exc:  # disk full, or the same job twice
+        return _refuse(ctx, job_dict, PilotFailure(1199, f"cannot create the job dir {jobdir}: {exc}"))
     log.info("PandaID=%s got job: %s %s", job.PandaID, job.transformation, job.jobPars[:200])
     with workdir.locked(jobdir):
         result = supervisor.run_job(ctx, job, jobdir)
@@ -153,8 +156,15 @@ def _summary(job: jobmod.Job, result: dict[str, Any], seconds: float, *, kept: b
 def _another_job(ctx: PilotContext, n_jobs: int) -> bool:
     if ctx.cfg.max_jobs:
         return n_jobs < ctx.cfg.max_jobs
-    timefloor = float(ctx.queuedata.get("timefloor") or 0) * 60
+    timefloor = _number(ctx.queuedata.get("timefloor")) * 60
     return time.time() - ctx.started < timefloor
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _free_mb(ctx: PilotContext) -> float:

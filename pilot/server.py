@@ -96,7 +96,9 @@ class Server:
             except ServerError as exc:
                 log.warning("final update of PandaID=%s failed (attempt %d/%d): %s",
                             fields.get("jobId"), attempt, attempts, exc)  # fmt: skip
-            if attempt < attempts and not (should_stop and should_stop()):
+            if should_stop is not None and should_stop():
+                break  # the pilot is being ended: the job dir stays for recovery
+            if attempt < attempts:
                 time.sleep(interval)
         return None
 

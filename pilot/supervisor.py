@@ -67,6 +67,7 @@ def run_job(ctx: PilotContext, job: Job, jobdir: Path, *, mode: str = "run") -> 
 def _watch(ctx: PilotContext, job: Job, jobdir: Path, proc: subprocess.Popen) -> None:
     cfg = ctx.cfg
     sent_state, last_sent, last_ok = "", 0.0, time.monotonic()
+    started = time.monotonic()
     kill_asked: float | None = None
     while proc.poll() is None:
         phase = workdir.read_state(jobdir).get("phase", "setup")
@@ -80,7 +81,11 @@ def _watch(ctx: PilotContext, job: Job, jobdir: Path, proc: subprocess.Popen) ->
             workdir.request_kill(jobdir, 1317, f"no update reached the server for {cfg.lost_heartbeat:.0f} s")
         if ctx.stop.is_set() and ctx.stop_reason:
             workdir.request_kill(jobdir, *ctx.stop_reason)
-        if workdir.kill_request(jobdir):
+        if now - started > cfg.lifetime:
+            workdir.request_kill(jobdir, 1213, f"the pilot's lifetime of {cfg.lifetime:.0f} s is over")
+        # after a kill request the wrapper still stores the log (and, after a good payload, the
+        # outputs): it is killed itself only if it hangs before stage-out, which has its own time-outs
+        if workdir.kill_request(jobdir) and phase in ("setup", "stagein", "running"):
             kill_asked = kill_asked or now
             if now - kill_asked > WRAPPER_EXIT_GRACE + cfg.kill_grace:
                 log.error("PandaID=%s job wrapper ignores the kill request: killing it", job.PandaID)
@@ -172,11 +177,21 @@ def send_final(ctx: PilotContext, job: Job, result: dict[str, Any]) -> bool:
     return True
 
 
+def _kill_payload_left(jobdir: Path) -> None:
+    """Kill the payload a dead wrapper left, only if that pid is still the very process it started."""
+    state = workdir.read_state(jobdir)
+    pid, start = state.get("payload_pid"), state.get("payload_start_ticks")
+    if not isinstance(pid, int) or not isinstance(start, int):
+        return
+    info = processes.proc_info(pid)
+    if info is None or info.start != start:
+        return  # gone, or the pid now belongs to another process: never touch it
+    processes.kill_tree(pid, pid, grace=5.0, known={pid: start})
+
+
 def _wrapper_died(jobdir: Path, returncode: int | None) -> dict[str, Any]:
     state = workdir.read_state(jobdir)
-    pid = state.get("payload_pid")
-    if pid:  # the payload runs in its own session: its process group id is its pid
-        processes.kill_tree(int(pid), int(pid), grace=5.0)
+    _kill_payload_left(jobdir)
     diag = f"job wrapper exited with {returncode} in phase {state.get('phase', 'setup')} without a result"
     log.error("%s: %s", jobdir.name, diag)
     return {
@@ -189,10 +204,11 @@ def _wrapper_died(jobdir: Path, returncode: int | None) -> dict[str, Any]:
 
 def _kill_wrapper(jobdir: Path, proc: subprocess.Popen) -> None:
     proc.kill()
-    proc.wait(timeout=30)
-    state = workdir.read_state(jobdir)
-    if state.get("payload_pid"):
-        processes.kill_tree(int(state["payload_pid"]), int(state["payload_pid"]), grace=5.0)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # stuck in the kernel (D state): nothing more we can do
+        log.error("%s: job wrapper %d does not die", jobdir.name, proc.pid)
+    _kill_payload_left(jobdir)
 
 
 def keep_for_recovery(ctx: PilotContext, jobdir: Path) -> Path:

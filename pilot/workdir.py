@@ -25,12 +25,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pilot.errors import ERRORS
+
 JOB_DIR_PREFIX = "PanDA_Pilot-"
 PILOT_HOME_PREFIX = "PanDA_Pilot_"
 KILL_FILE = "KILL_REQUEST"
 LOCK_FILE = "LOCKFILE"
 JOB_FILE = "job.json"
 BOOKKEEPING = (KILL_FILE, LOCK_FILE, JOB_FILE, "recovery.json")
+# names the pilot itself uses in a job dir: no job file may take them
+RESERVED = frozenset({*BOOKKEEPING, "payload.stdout", "payload.stderr", "wrapper.log"})
 
 
 def job_dir(home: Path, panda_id: int) -> Path:
@@ -59,7 +63,9 @@ def read_json(path: Path) -> Any:
 
 
 def read_state(jobdir: Path) -> dict[str, Any]:
-    return read_json(state_path(jobdir)) or {}
+    """The state file's content; {} when missing or not an object (the payload shares the dir)."""
+    state = read_json(state_path(jobdir))
+    return state if isinstance(state, dict) else {}
 
 
 def update_state(jobdir: Path, **changes: Any) -> dict[str, Any]:
@@ -78,18 +84,37 @@ def request_kill(jobdir: Path, code: int, diag: str) -> None:
 
 
 def kill_request(jobdir: Path) -> tuple[int, str] | None:
-    data = read_json(jobdir / KILL_FILE) if (jobdir / KILL_FILE).exists() else None
-    return (int(data["code"]), str(data["diag"])) if isinstance(data, dict) else None
+    if not (jobdir / KILL_FILE).exists():
+        return None
+    data = read_json(jobdir / KILL_FILE)
+    code = data.get("code") if isinstance(data, dict) else None
+    if not isinstance(code, int) or code not in ERRORS:
+        return (
+            1363,
+            "kill requested through an unreadable KILL_REQUEST file",
+        )  # still a kill: never ignore it
+    return code, str(data.get("diag", ""))
 
 
 @contextlib.contextmanager
 def locked(jobdir: Path, *, wait: bool = True) -> Iterator[bool]:
     """Hold the job dir's lock (released by the kernel if this process dies); yields False if busy."""
-    fd = os.open(jobdir / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fd = os.open(jobdir / LOCK_FILE, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+    except OSError:  # removed meanwhile by another pilot, or not ours
+        yield False
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
+            yield False
+            return
+        try:  # the dir may have been removed (and the lock file re-created) while we waited
+            same = os.fstat(fd).st_ino == os.stat(jobdir / LOCK_FILE, follow_symlinks=False).st_ino
+        except OSError:
+            same = False
+        if not same:
             yield False
             return
         os.ftruncate(fd, 0)
@@ -120,4 +145,10 @@ def make_log_tarball(jobdir: Path, log_lfn: str, queue: str, panda_id: int, excl
 
 
 def remove(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    """Rename out of every pilot's sight first, then delete (no one can lock a half-deleted dir)."""
+    doomed = path.with_name(f".removing-{path.name}-{os.getpid()}")
+    try:
+        os.rename(path, doomed)
+    except OSError:
+        doomed = path
+    shutil.rmtree(doomed, ignore_errors=True)

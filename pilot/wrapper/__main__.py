@@ -13,6 +13,8 @@ from pilot import probes, workdir
 from pilot.errors import PilotFailure
 from pilot.wrapper import runjob
 
+SIGNAL_CODES = {signal.SIGTERM: 1201, signal.SIGQUIT: 1202, signal.SIGUSR1: 1207, signal.SIGINT: 1208}
+
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
@@ -27,20 +29,30 @@ def main(argv: list[str]) -> int:
     # to the pilot's stderr (its log) and to wrapper.log in the job dir (so into the log tarball)
     logging.basicConfig(level=logging.DEBUG if cfg.get("debug") else logging.INFO, format=fmt,
                         handlers=[logging.StreamHandler(sys.stderr), logging.FileHandler(jobdir / "wrapper.log")])  # fmt: skip
-    # The pilot asks for kills through KILL_REQUEST; a SIGTERM (batch system) becomes one too.
-    signal.signal(signal.SIGTERM, lambda *_: workdir.request_kill(jobdir, 1201, "job wrapper got SIGTERM"))
-    signal.signal(signal.SIGINT, lambda *_: workdir.request_kill(jobdir, 1208, "job wrapper got SIGINT"))
+    # The pilot asks for kills through KILL_REQUEST; a signal (batch system, terminal) becomes one too.
+    for signum, code in SIGNAL_CODES.items():
+        signal.signal(
+            signum,
+            lambda n, _f, c=code: workdir.request_kill(
+                jobdir, c, f"job wrapper got {signal.Signals(n).name}"
+            ),
+        )
     try:
         job = jobmod.parse(workdir.read_json(jobdir / workdir.JOB_FILE) or {})
     except PilotFailure as exc:
         workdir.update_state(jobdir, phase="done", result={"state": "failed", "pilotErrorCode": exc.code,
                                                            "pilotErrorDiag": exc.diag, "xml": {}})  # fmt: skip
         return 0
-    workdir.update_state(jobdir, PandaID=job.PandaID, attemptNr=job.attemptNr, queue=cfg["queuedata"]["nickname"],
-                         phase="setup", wrapper_start=time.time())  # fmt: skip
-    result = (
-        runjob.recover(job, jobdir, cfg) if cfg.get("mode") == "recover" else runjob.run(job, jobdir, cfg)
-    )
+    recovering = cfg.get("mode") == "recover"
+    if not recovering:  # a recovery keeps the phase it found, so a dying recovery can be retried
+        workdir.update_state(jobdir, PandaID=job.PandaID, attemptNr=job.attemptNr,
+                             queue=cfg["queuedata"]["nickname"], phase="setup", wrapper_start=time.time())  # fmt: skip
+    try:
+        result = runjob.recover(job, jobdir, cfg) if recovering else runjob.run(job, jobdir, cfg)
+    except Exception as exc:  # a bug or a bad queue description: still a result the pilot can report
+        logging.exception("job wrapper failed")
+        result = {"state": "failed", "pilotErrorCode": 1301, "xml": workdir.read_state(jobdir).get("files") or {},
+                  "pilotErrorDiag": f"job wrapper exception: {type(exc).__name__}: {exc}"[:500]}  # fmt: skip
     workdir.update_state(jobdir, phase="done", result=result)
     logging.info("result %s pilotErrorCode=%s %s (wrapper peak RSS %d kB)", result["state"],
                  result["pilotErrorCode"], result["pilotErrorDiag"], probes.peak_rss_kb())  # fmt: skip

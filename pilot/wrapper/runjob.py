@@ -22,6 +22,7 @@ from typing import Any
 from pilot import probes, watchdog, workdir
 from pilot.errors import PilotFailure
 from pilot.job import Job, OutFile
+from pilot.util import processes
 from pilot.wrapper import payload, transfers, trf
 
 log = logging.getLogger("pilot.wrapper")
@@ -63,21 +64,29 @@ def run(job: Job, jobdir: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
     if out.code == 0:
         _check_outputs(job, jobdir, out)
     # the log is stored even for a killed job (classic pilot): stage-out ignores kill requests
-    return _stage_out_all(job, jobdir, cfg, out, _never, payload_ok=out.code == 0)
+    return _stage_out_all(job, jobdir, cfg, out, _never, payload_ok=out.code == 0, done={})
 
 
 def recover(job: Job, jobdir: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Finish a job a gone pilot left: stage out what is missing, keep the earlier payload result."""
-    earlier = workdir.read_state(jobdir).get("result") or {}
+    state = workdir.read_state(jobdir)
+    # the payload's outcome, recorded when stage-out began; unknown means it cannot be trusted
+    earlier = state.get("payload_outcome")
     out = Outcome()
-    payload_ok = (
-        earlier.get("pilotErrorCode", 0) in (0, *STAGEOUT_CODES) and earlier.get("transExitCode", 0) == 0
-    )
+    if not isinstance(earlier, dict):
+        earlier = {
+            "ok": False,
+            "code": 1156,
+            "diag": "the payload's outcome was not recorded before the pilot died",
+        }
+    payload_ok = bool(earlier.get("ok"))
     if not payload_ok:
-        out.fail(int(earlier["pilotErrorCode"]), earlier.get("pilotErrorDiag", ""))
-    out.trans_exit = int(earlier.get("transExitCode", 0))
-    out.timing = dict(earlier.get("timing", {}))
-    return _stage_out_all(job, jobdir, cfg, out, _never, payload_ok=payload_ok)
+        out.fail(int(earlier.get("code") or 1156), str(earlier.get("diag", "")))
+    out.trans_exit = int(earlier.get("trans_exit") or 0)
+    out.timing = dict(earlier.get("timing") or {})
+    files = state.get("files")
+    return _stage_out_all(job, jobdir, cfg, out, _never, payload_ok=payload_ok,
+                          done=dict(files) if isinstance(files, dict) else {})  # fmt: skip
 
 
 def _setup_stagein_payload(
@@ -97,7 +106,8 @@ def _setup_stagein_payload(
     result = payload.run_payload(
         cmd, cwd=jobdir, env=env, stdout_path=jobdir / "payload.stdout", stderr_path=jobdir / "payload.stderr",
         walltime=_walltime(job, cfg), should_kill=lambda: workdir.kill_request(jobdir),
-        on_start=lambda pid: workdir.update_state(jobdir, payload_pid=pid, payload_start=time.time()),
+        on_start=lambda pid: workdir.update_state(jobdir, payload_pid=pid, payload_start=time.time(),
+                                                  payload_start_ticks=_start_ticks(pid)),
         poll=0.5, grace=cfg["kill_grace"], monitor=_monitor(job, jobdir, cfg),
     )  # fmt: skip
     out.timing["payload"] = time.monotonic() - t1
@@ -112,6 +122,23 @@ def _never() -> bool:
     return False
 
 
+def _truthy(value: Any) -> bool:
+    """Queuedata booleans: true/false, or the classic 'TRUE'/'FALSE' strings."""
+    return value.strip().upper() not in ("FALSE", "0", "NO", "") if isinstance(value, str) else bool(value)
+
+
+def _start_ticks(pid: int) -> int | None:
+    info = processes.proc_info(pid)
+    return info.start if info else None
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def _abort_if_asked(jobdir: Path) -> None:
     request = workdir.kill_request(jobdir)
     if request:
@@ -120,7 +147,7 @@ def _abort_if_asked(jobdir: Path) -> None:
 
 def _walltime(job: Job, cfg: Mapping[str, Any]) -> float | None:
     limits = [
-        x for x in (job.maxWalltime, int(cfg["queuedata"].get("maxtime") or 0), cfg.get("lifetime_left")) if x
+        x for x in (job.maxWalltime, _number(cfg["queuedata"].get("maxtime")), cfg.get("lifetime_left")) if x
     ]
     return float(min(limits)) if limits else None
 
@@ -163,10 +190,12 @@ def _check_outputs(job: Job, jobdir: Path, out: Outcome) -> None:
 
 
 def _stage_out_all(job: Job, jobdir: Path, cfg: Mapping[str, Any], out: Outcome, should_abort,
-                   *, payload_ok: bool) -> dict[str, Any]:  # fmt: skip
+                   *, payload_ok: bool, done: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Store outputs (after a good payload) and the log; `done` = files already stored."""
     t0 = time.monotonic()
-    workdir.update_state(jobdir, phase="stageout")
-    done: dict[str, Any] = dict(workdir.read_state(jobdir).get("files") or {})
+    outcome = {"ok": payload_ok, "code": out.code, "diag": out.diag[:500], "trans_exit": out.trans_exit,
+               "timing": out.timing}  # fmt: skip
+    workdir.update_state(jobdir, phase="stageout", payload_outcome=outcome, payload_pid=None, files=done)
 
     def record(lfn: str, entry: dict[str, Any]) -> None:
         done[lfn] = entry
@@ -180,7 +209,7 @@ def _stage_out_all(job: Job, jobdir: Path, cfg: Mapping[str, Any], out: Outcome,
     if stageout_error:
         out.fail(*stageout_error)
     out.timing["stageout"] = out.timing.get("stageout", 0) + time.monotonic() - t0
-    keep = payload_ok and out.code in STAGEOUT_CODES and bool(cfg["queuedata"].get("retry", True))
+    keep = payload_ok and out.code in STAGEOUT_CODES and _truthy(cfg["queuedata"].get("retry", True))
     state = "holding" if keep else ("finished" if out.code == 0 else "failed")
     report = {lfn: done[lfn] for lfn in done}
     return {"state": state, "pilotErrorCode": out.code, "pilotErrorDiag": out.diag[:500],
@@ -203,7 +232,7 @@ def _stage_out_log(job, jobdir, cfg, log_file: OutFile, done, should_abort, reco
     if log_file.lfn not in done:
         try:
             workdir.make_log_tarball(jobdir, log_file.lfn, cfg["queuedata"]["nickname"], job.PandaID,
-                                     exclude={f.lfn for f in job.inputs})  # fmt: skip
+                                     exclude={f.lfn for f in (*job.inputs, *job.outputs)})  # fmt: skip
         except OSError as exc:
             return 1320, f"cannot create the log tarball {log_file.lfn}: {exc}"
     return _try_stage_out(job, jobdir, cfg, [log_file], done, should_abort, record)

@@ -10,6 +10,7 @@ to an executable (1346 otherwise).
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,6 +20,7 @@ from pilot.copytools import TOOLS
 from pilot.copytools.base import TransferContext, TransferError
 from pilot.errors import PilotFailure
 from pilot.job import Job
+from pilot.workdir import RESERVED
 
 DOWNLOAD_TIMEOUT = 300.0
 
@@ -30,7 +32,7 @@ def command(job: Job, jobdir: Path, cfg: Mapping[str, Any], job_pars: str, path:
         raise PilotFailure(1346, "the job has no transformation")
     if trf.startswith(("http://", "https://")):
         name = _fetch(trf, jobdir, cfg, should_abort)
-        return f"./{name} {job_pars}".rstrip()
+        return f"./{shlex.quote(name)} {job_pars}".rstrip()
     found = trf if "/" in trf else shutil.which(trf, path=path)
     if not found or not os.access(found, os.X_OK):
         raise PilotFailure(1346, f"transformation {trf!r} is not an executable on this node (PATH={path})")
@@ -39,11 +41,12 @@ def command(job: Job, jobdir: Path, cfg: Mapping[str, Any], job_pars: str, path:
 
 def _fetch(url: str, jobdir: Path, cfg: Mapping[str, Any], should_abort: Callable[[], bool]) -> str:
     name = url.rstrip("/").rsplit("/", 1)[-1]
-    if not name or name in (".", "..") or "/" in name:
-        raise PilotFailure(1149, f"transformation URL {url} names no file")
+    if not name or name.startswith(".") or "/" in name or name in RESERVED or name.startswith("jobState-"):
+        raise PilotFailure(1149, f"transformation URL {url} names no usable file")
     target = jobdir / name
     local = Path(cfg.get("trf_dir") or "/nonexistent") / name
-    bases = tuple(cfg.get("trf_bases") or ())
+    # a base is a directory: "https://a.org/trf" must not also allow "https://a.org/trf.evil/…"
+    bases = tuple(b if b.endswith("/") else b + "/" for b in cfg.get("trf_bases") or ())
     if not any(url.startswith(base) for base in bases):
         raise PilotFailure(1149, f"transformation {url} is not under an allowed base URL ({', '.join(bases)}); "
                                  "add the base with --baseurls")  # fmt: skip

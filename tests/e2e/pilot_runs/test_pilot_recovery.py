@@ -20,9 +20,11 @@ import pytest
 from panda_server.db.localpg import free_port
 from panda_server.jobdispatcher import watcher
 from panda_server.settings import Settings
+from pilot import workdir as workdir_mod
 from pilot.infosys import rucio_path
 from pilot.server import Server
 from tests.support import pilots
+from tests.support.dbjobs import insert_job
 from tests.support.xrootd import running_xrootd
 
 SE_DIR = "pandase"
@@ -155,3 +157,31 @@ def test_job_never_acknowledged_after_sent_gets_102(live, engine):
     assert summary.sent_failed == 1
     row = pilots.job_row(engine, pid)
     assert (row["jobStatus"], row["jobDispatcherErrorCode"]) == ("failed", 102)
+
+
+def test_final_update_that_never_arrived_is_sent_by_a_later_pilot(live, engine, workdir):
+    """The server still shows the job running (its heartbeat timeout has not passed): a later
+    pilot finds the left job dir with the finished result and delivers the final update."""
+    queue = "CLOUDA_T1"
+    job = pilots.shell_job(queue, "true")
+    with engine.begin() as conn:
+        pid = insert_job(conn, "running", job=job)
+    log = job.Files[-1]
+    base = workdir / f"undelivered-{pid}"
+    jobdir = base / "PanDA_Pilot_1_1" / f"PanDA_Pilot-{pid}"
+    jobdir.mkdir(parents=True)
+    workdir_mod.write_json(jobdir / "job.json", {
+        "PandaID": str(pid), "attemptNr": "1", "prodSourceLabel": "managed", "transformation": "/bin/true",
+        "jobPars": "", "outFiles": log.lfn, "logFile": log.lfn, "logGUID": log.GUID, "scopeLog": "test",
+        "realDatasets": "test.log", "ddmEndPointOut": "CLOUDA_T1_DATADISK"})  # fmt: skip
+    report = {log.lfn: {"guid": log.GUID, "fsize": 1234, "adler32": "0badc0de", "endpoint": "CLOUDA_T1_DATADISK",
+                        "surl": f"file://localhost/{log.lfn}"}}  # fmt: skip
+    workdir_mod.update_state(jobdir, PandaID=pid, attemptNr=1, queue=queue, phase="done",
+                             result={"state": "finished", "pilotErrorCode": 0, "transExitCode": 0, "xml": report})  # fmt: skip
+    proc = pilots.run_pilot(live, queue, base, "--recovery-age", "0")
+    assert f"PandaID={pid} recovered: finished" in proc.stderr, proc.stderr[-3000:]
+    assert not jobdir.exists()
+    pilots.run_adder(engine)
+    row = pilots.job_row(engine, pid)
+    assert row["jobStatus"] == "finished"
+    assert pilots.file_rows(engine, pid)[log.lfn]["fsize"] == 1234
