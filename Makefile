@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run stop status test lint venv system-deps clean help
 
 help:
-	@echo "make run     - bring up the local grid (PostgreSQL, PKI, server, daemons) and run the demo"
+	@echo "make run     - bring up the local grid (PostgreSQL, PKI, server, daemons) and run the demo with our pilots"
 	@echo "make stop    - stop everything make run started"
 	@echo "make status  - list the local grid's processes"
 	@echo "make test    - install what is needed and run the whole test suite"
@@ -33,7 +33,8 @@ run: venv system-deps
 	@echo "PanDA server:  https://localhost:25443/server/panda  (mTLS; user proxy var/pki/user.proxy, CA dir var/pki/ca)"
 	@echo "               http://localhost:25080/server/panda   (passive reads)"
 	@echo "Queuedata:     http://localhost:25080/cache/schedconfig/CLOUDA_T1.all.json"
-	@echo "Logs:          var/log/    Stop everything: make stop"
+	@echo "Pilots:        .venv/bin/panda-pilot -q <queue> --url https://localhost:25443 --proxy var/pki/pilot.proxy --ca-dir var/pki/ca -a var/pilots"
+	@echo "Logs:          var/log/ (pilot-<queue>.log per demo pilot)    Stop everything: make stop"
 
 stop:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m scripts.localgrid down; fi
