@@ -22,7 +22,8 @@ class PilotContext:
     home: Path
     started: float = dataclasses.field(default_factory=time.time)
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
-    stop_reason: tuple[int, str] | None = None
+    stop_reason: tuple[int, str] | None = None  # (pilot error, diag) passed on to the running job
+    stop_signal: int = 0
     current_jobdir: Path | None = None
 
     @property

@@ -8,6 +8,8 @@ update carries the first failure's code and a diag a person can act on.
 
 from __future__ import annotations
 
+import signal
+
 # code → (NAME, default message)
 ERRORS: dict[int, tuple[str, str]] = {
     1008: ("GENERALERROR", "General pilot error, consult batch log"),
@@ -189,6 +191,20 @@ _EXIT_OF_CODE = {
     CODES["COMMUNICATIONFAILURE"]: EXIT_COMMUNICATION,
     CODES["NOJOBSINPANDA"]: EXIT_NO_JOBS,
 }
+
+
+# Signal → pilot error (1200–1208); any other signal, SIGKILL included, is 1200 KILLSIGNAL
+SIGNAL_ERRORS: dict[int, int] = {
+    signal.SIGTERM: CODES["SIGTERM"], signal.SIGQUIT: CODES["SIGQUIT"], signal.SIGSEGV: CODES["SIGSEGV"],
+    signal.SIGXCPU: CODES["SIGXCPU"], signal.SIGBUS: CODES["SIGBUS"], signal.SIGUSR1: CODES["SIGUSR1"],
+    signal.SIGINT: CODES["SIGINT"],
+}  # fmt: skip
+# The signals the pilot and its job wrapper catch to end a job gracefully (batch system, terminal)
+CAUGHT_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGINT)
+
+
+def signal_error(signum: int) -> int:
+    return SIGNAL_ERRORS.get(signum, CODES["KILLSIGNAL"])
 
 
 def name(code: int) -> str:

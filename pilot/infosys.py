@@ -148,5 +148,18 @@ def environ(qd: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def number(value: Any) -> float:
+    """A queuedata number; 0 when unset or not a number (a site's typo must not crash the pilot)."""
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def truthy(value: Any) -> bool:
+    """A queuedata flag: true/false, or the classic schedconfig strings 'TRUE'/'FALSE'."""
+    return value.strip().upper() not in ("FALSE", "0", "NO", "") if isinstance(value, str) else bool(value)
+
+
 def first(values: Sequence[str]) -> str:
     return values[0] if values else ""

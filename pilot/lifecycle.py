@@ -15,7 +15,7 @@ import signal
 import time
 from typing import Any
 
-from pilot import errors, recovery, supervisor, workdir
+from pilot import errors, infosys, recovery, supervisor, workdir
 from pilot import job as jobmod
 from pilot.context import PilotContext
 from pilot.errors import PilotFailure
@@ -23,18 +23,17 @@ from pilot.server import ServerError, cpu_mhz, memory_mb
 
 log = logging.getLogger("pilot")
 LABEL_OF_TYPE = {"analysis": "user", "production": "managed", "unified": "unified"}
-SIGNAL_CODES = {signal.SIGTERM: 1201, signal.SIGQUIT: 1202, signal.SIGINT: 1208, signal.SIGUSR1: 1207}
 
 
 def install_signal_handlers(ctx: PilotContext) -> None:
     """A batch system's signal ends the pilot gracefully: the job is killed and reported."""
 
     def handler(signum: int, _frame: Any) -> None:
-        code = SIGNAL_CODES.get(signum, 1200)
-        ctx.stop_reason = (code, f"pilot got signal {signal.Signals(signum).name}")
+        ctx.stop_signal = signum
+        ctx.stop_reason = (errors.signal_error(signum), f"pilot got signal {signal.Signals(signum).name}")
         ctx.stop.set()
 
-    for signum in SIGNAL_CODES:
+    for signum in errors.CAUGHT_SIGNALS:
         signal.signal(signum, handler)
 
 
@@ -69,8 +68,8 @@ def run(ctx: PilotContext) -> int:
         print(f"pilot: no job for queue {ctx.cfg.queue} (no jobs in PanDA after {ctx.cfg.getjob_requests} requests)",
               flush=True)  # fmt: skip
         return errors.EXIT_NO_JOBS
-    if ctx.stop_reason:
-        return 128 + {1201: 15, 1202: 3, 1208: 2, 1207: 10}.get(ctx.stop_reason[0], 15)
+    if ctx.stop_signal:
+        return 128 + ctx.stop_signal  # the shell convention for "ended by signal n"
     failed = [r for r in results if r["state"] != "finished"]
     return errors.exit_code(failed[-1]["pilotErrorCode"] or 1008) if failed else errors.EXIT_OK
 
@@ -79,7 +78,7 @@ def get_job(ctx: PilotContext, free_mb: float) -> dict[str, Any] | None:
     """getJob until a job comes, at most --getjobrequests times; None when there is none."""
     qd, cfg = ctx.queuedata, ctx.cfg
     label = cfg.prod_source_label or LABEL_OF_TYPE.get(str(qd.get("type")), "managed")
-    maxwdir = _number(qd.get("maxwdir")) or free_mb
+    maxwdir = infosys.number(qd.get("maxwdir")) or free_mb
     fields = {"siteName": ctx.site, "computingElement": cfg.queue, "prodSourceLabel": label,
               "diskSpace": int(min(free_mb, maxwdir)), "workingGroup": cfg.working_group, "cpu": f"{cpu_mhz():.3f}",
               "mem": f"{memory_mb():.1f}", "node": ctx.node, "allowOtherCountry": False}  # fmt: skip
@@ -156,15 +155,8 @@ def _summary(job: jobmod.Job, result: dict[str, Any], seconds: float, *, kept: b
 def _another_job(ctx: PilotContext, n_jobs: int) -> bool:
     if ctx.cfg.max_jobs:
         return n_jobs < ctx.cfg.max_jobs
-    timefloor = _number(ctx.queuedata.get("timefloor")) * 60
+    timefloor = infosys.number(ctx.queuedata.get("timefloor")) * 60
     return time.time() - ctx.started < timefloor
-
-
-def _number(value: Any) -> float:
-    try:
-        return float(value or 0)
-    except (TypeError, ValueError):
-        return 0.0
 
 
 def _free_mb(ctx: PilotContext) -> float:

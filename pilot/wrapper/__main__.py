@@ -10,10 +10,8 @@ from pathlib import Path
 
 from pilot import job as jobmod
 from pilot import probes, workdir
-from pilot.errors import PilotFailure
+from pilot.errors import CAUGHT_SIGNALS, PilotFailure, signal_error
 from pilot.wrapper import runjob
-
-SIGNAL_CODES = {signal.SIGTERM: 1201, signal.SIGQUIT: 1202, signal.SIGUSR1: 1207, signal.SIGINT: 1208}
 
 
 def main(argv: list[str]) -> int:
@@ -30,13 +28,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.DEBUG if cfg.get("debug") else logging.INFO, format=fmt,
                         handlers=[logging.StreamHandler(sys.stderr), logging.FileHandler(jobdir / "wrapper.log")])  # fmt: skip
     # The pilot asks for kills through KILL_REQUEST; a signal (batch system, terminal) becomes one too.
-    for signum, code in SIGNAL_CODES.items():
-        signal.signal(
-            signum,
-            lambda n, _f, c=code: workdir.request_kill(
-                jobdir, c, f"job wrapper got {signal.Signals(n).name}"
-            ),
-        )
+    for signum in CAUGHT_SIGNALS:
+        signal.signal(signum, lambda n, _f: workdir.request_kill(jobdir, signal_error(n), f"job wrapper got {signal.Signals(n).name}"))  # fmt: skip
     try:
         job = jobmod.parse(workdir.read_json(jobdir / workdir.JOB_FILE) or {})
     except PilotFailure as exc:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pilot.errors import CODES, PilotFailure
+from pilot.errors import CODES, PilotFailure, signal_error
 from pilot.util import processes
 
 log = logging.getLogger(__name__)
@@ -36,16 +36,6 @@ HARD_WALLTIME = (
 )
 _EXIT_WAIT = 30.0  # how long to wait for the main process to exit after kill_tree
 _DIAG_LINE = 250  # characters of stderr quoted in a diag (the server keeps ~500)
-
-SIGNAL_CODES: dict[int, int] = {
-    signal.SIGTERM: CODES["SIGTERM"],
-    signal.SIGQUIT: CODES["SIGQUIT"],
-    signal.SIGSEGV: CODES["SIGSEGV"],
-    signal.SIGXCPU: CODES["SIGXCPU"],
-    signal.SIGBUS: CODES["SIGBUS"],
-    signal.SIGUSR1: CODES["SIGUSR1"],
-    signal.SIGINT: CODES["SIGINT"],
-}  # any other signal (SIGKILL included): 1200 KILLSIGNAL
 
 
 @dataclass(frozen=True)
@@ -292,6 +282,6 @@ def interpret(result: PayloadResult, stderr_tail: str) -> tuple[int, int, str]:
             name = signal.Signals(result.signal).name
         except ValueError:
             name = f"signal {result.signal}"
-        code = SIGNAL_CODES.get(result.signal, CODES["KILLSIGNAL"])
+        code = signal_error(result.signal)
         return code, trans, f"payload killed by {name} ({result.signal}){suffix}"
     return CODES["UNKNOWNPAYLOADFAILURE"], 0, "the payload's exit status could not be collected"

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pilot import probes, watchdog, workdir
+from pilot import infosys, probes, watchdog, workdir
 from pilot.errors import PilotFailure
 from pilot.job import Job, OutFile
 from pilot.util import processes
@@ -122,21 +122,9 @@ def _never() -> bool:
     return False
 
 
-def _truthy(value: Any) -> bool:
-    """Queuedata booleans: true/false, or the classic 'TRUE'/'FALSE' strings."""
-    return value.strip().upper() not in ("FALSE", "0", "NO", "") if isinstance(value, str) else bool(value)
-
-
 def _start_ticks(pid: int) -> int | None:
     info = processes.proc_info(pid)
     return info.start if info else None
-
-
-def _number(value: Any) -> float:
-    try:
-        return float(value or 0)
-    except (TypeError, ValueError):
-        return 0.0
 
 
 def _abort_if_asked(jobdir: Path) -> None:
@@ -147,7 +135,9 @@ def _abort_if_asked(jobdir: Path) -> None:
 
 def _walltime(job: Job, cfg: Mapping[str, Any]) -> float | None:
     limits = [
-        x for x in (job.maxWalltime, _number(cfg["queuedata"].get("maxtime")), cfg.get("lifetime_left")) if x
+        x
+        for x in (job.maxWalltime, infosys.number(cfg["queuedata"].get("maxtime")), cfg.get("lifetime_left"))
+        if x
     ]
     return float(min(limits)) if limits else None
 
@@ -209,7 +199,7 @@ def _stage_out_all(job: Job, jobdir: Path, cfg: Mapping[str, Any], out: Outcome,
     if stageout_error:
         out.fail(*stageout_error)
     out.timing["stageout"] = out.timing.get("stageout", 0) + time.monotonic() - t0
-    keep = payload_ok and out.code in STAGEOUT_CODES and _truthy(cfg["queuedata"].get("retry", True))
+    keep = payload_ok and out.code in STAGEOUT_CODES and infosys.truthy(cfg["queuedata"].get("retry", True))
     state = "holding" if keep else ("finished" if out.code == 0 else "failed")
     report = {lfn: done[lfn] for lfn in done}
     return {"state": state, "pilotErrorCode": out.code, "pilotErrorDiag": out.diag[:500],

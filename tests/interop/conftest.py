@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.interop import realpilot
+from tests.interop.bench import PilotBench, make_bench
 from tests.support import server as srv
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -117,3 +118,9 @@ def pilot_server(workdir, db_url, pki, schedconfig_loaded):
 def https_log(pilot_server) -> ServerLog:
     """The HTTPS listener's log (every pilot call goes there)."""
     return ServerLog(pilot_server.logs / "gunicorn-https.log")
+
+
+@pytest.fixture
+def bench(clean_db, pilot_server, pki, workdir, db_url, pilot_source) -> PilotBench:
+    """A clean DB, an empty SE directory owned by the pilot user, a run dir, the user's client."""
+    return make_bench(clean_db, pilot_server, pki, workdir, db_url, pilot_source)

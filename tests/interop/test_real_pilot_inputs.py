@@ -37,12 +37,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from client.config import ClientConfig
 from panda_server.db import tables as t
 from panda_server.protocol.jobspec import FileSpec
-from panda_server.settings import Settings
 from tests.interop import realpilot
-from tests.interop.test_real_pilot import (
+from tests.interop.bench import (
     DDM,
     PILOT_AGENT,
     PILOT_TIMEOUT,
@@ -126,24 +124,6 @@ class InputJob:
     panda_id: int
     inputs: list[Placed]
     out_lfn: str
-
-
-@pytest.fixture
-def bench(clean_db, pilot_server, pki, workdir, db_url, pilot_source) -> PilotBench:
-    """As in test_real_pilot: a clean DB, an empty SE owned by the pilot user, a run dir."""
-    realpilot.ensure_pilot_user()
-    se_dir = pilot_server.storage_root / DDM
-    shutil.rmtree(se_dir, ignore_errors=True)
-    se_dir.mkdir(parents=True)
-    shutil.chown(se_dir, realpilot.PILOT_USER, realpilot.PILOT_USER)
-    realpilot.check_user_access(se_dir, "-w")
-    run_dir = workdir / f"realpilot-{uuid.uuid4().hex[:8]}"
-    run_dir.mkdir(mode=0o755)
-    client = ClientConfig(url=f"{pilot_server.http_url}/server/panda",
-                          url_ssl=f"{pilot_server.https_url}/server/panda",
-                          proxy=str(pki.user_proxy), ca_dir=str(pki.ca_dir))  # fmt: skip
-    return PilotBench(clean_db, Settings(database_url=db_url), pilot_server, pki, pilot_source, se_dir,
-                      run_dir, client, f"realpilot-{uuid.uuid4().hex[:6]}")  # fmt: skip
 
 
 def insert_input_job(bench: PilotBench, contents: dict[str, bytes], catalogue: dict[str, bytes]) -> InputJob:

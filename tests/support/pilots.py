@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import time
 import uuid
 import zlib
 from collections.abc import Sequence
@@ -25,6 +26,17 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def wait_for(predicate, seconds: float, what: str, *, every: float = 0.3):
+    """Poll `predicate` until it returns something truthy (bounded); fail with `what` otherwise."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
 def add_queue(engine: Engine, nickname: str, **fields) -> QueueSpec:

@@ -16,19 +16,10 @@ import time
 import zlib
 from pathlib import Path
 
-import pytest
-
 from pilot.infosys import rucio_path
 from tests.support import pilots
 
 QUEUE, DDM = "CLOUDA_T1", "CLOUDA_T1_DATADISK"
-
-
-@pytest.fixture
-def pilot_dir(workdir, request):
-    d = workdir / "pilots" / request.node.name
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def se_file(live, scope: str, lfn: str) -> Path:
@@ -117,16 +108,6 @@ def test_transformation_outside_allowed_bases_is_refused(live, engine, pilot_dir
     assert row["pilotErrorCode"] == 1149 and "allowed base" in row["pilotErrorDiag"]
 
 
-def _wait_for(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_kill_through_the_server_reaches_the_payload(live, engine, pilot_dir, workdir):
     pidfile = pilot_dir / "payload.pid"
     job = pilots.shell_job(QUEUE, f"echo $$ > {pidfile}; sleep 300")
@@ -136,7 +117,7 @@ def test_kill_through_the_server_reaches_the_payload(live, engine, pilot_dir, wo
     )
     try:
         payload_pid = int(
-            _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 60, "payload start")
+            pilots.wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 60, "payload start")
         )
         user = live.session(live.pki.user_proxy)
         t_kill = time.monotonic()

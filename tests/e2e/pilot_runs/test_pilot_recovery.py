@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import time
 
 import pytest
 
@@ -28,16 +27,6 @@ from tests.support.dbjobs import insert_job
 from tests.support.xrootd import running_xrootd
 
 SE_DIR = "pandase"
-
-
-def _wait_for(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -125,9 +114,9 @@ def test_killed_pilot_is_caught_by_the_watcher(live, engine, workdir):
     payload_pid = None
     try:
         payload_pid = int(
-            _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 60, "payload start")
+            pilots.wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 60, "payload start")
         )
-        _wait_for(lambda: pilots.job_row(engine, pid)["jobStatus"] == "running", 30, "running")
+        pilots.wait_for(lambda: pilots.job_row(engine, pid)["jobStatus"] == "running", 30, "running")
         os.killpg(proc.pid, signal.SIGKILL)  # the pilot and its job wrapper, mid-job
         proc.wait(timeout=30)
     finally:

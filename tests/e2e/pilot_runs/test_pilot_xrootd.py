@@ -21,13 +21,6 @@ from tests.support.xrootd import hanging_server
 SE_DIR = "pandase"
 
 
-@pytest.fixture
-def pilot_dir(workdir, request):
-    d = workdir / "pilots" / request.node.name
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
 @pytest.fixture(scope="module")
 def xrd_queue(engine, schedconfig_loaded, xrootd):
     pilots.add_queue(
