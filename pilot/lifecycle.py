@@ -131,9 +131,8 @@ def _refuse(ctx: PilotContext, job_dict: dict[str, Any], exc: PilotFailure) -> d
     result = {"state": "failed", "pilotErrorCode": exc.code, "pilotErrorDiag": exc.diag, "xml": {}}
     panda_id, attempt = str(job_dict.get("PandaID", "")), str(job_dict.get("attemptNr", "1"))
     if panda_id.isdigit():
-        fields = {"jobId": panda_id, "state": "failed", "attemptNr": attempt if attempt.isdigit() else "1",
-                  "siteName": ctx.site, "node": ctx.node, "pilotErrorCode": exc.code,
-                  "pilotErrorDiag": exc.diag[:500], **ctx.identity_fields()}  # fmt: skip
+        fields = {**supervisor.common_fields(ctx, int(panda_id), int(attempt) if attempt.isdigit() else 1),
+                  "state": "failed", "pilotErrorCode": exc.code, "pilotErrorDiag": exc.diag[:500]}  # fmt: skip
         ctx.server.update_job_retrying(fields, attempts=ctx.cfg.update_attempts, interval=ctx.cfg.update_interval,
                                        should_stop=ctx.stop.is_set)  # fmt: skip
     print(f"pilot: PandaID={panda_id or '?'} failed pilotErrorCode={exc.code} diag={exc.diag!r}", flush=True)

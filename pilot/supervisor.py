@@ -114,7 +114,7 @@ def _pause(proc: subprocess.Popen) -> None:
 
 
 def _heartbeat(ctx: PilotContext, job: Job, jobdir: Path, state: str) -> bool:
-    fields = {**common_fields(ctx, job), "state": state}
+    fields = {**common_fields(ctx, job.PandaID, job.attemptNr, job.coreCount), "state": state}
     try:
         reply = ctx.server.update_job(fields)
     except ServerError as exc:
@@ -135,10 +135,11 @@ def obey(command: str, job: Job, jobdir: Path) -> None:
         log.info("PandaID=%s ignoring server command %r", job.PandaID, command)
 
 
-def common_fields(ctx: PilotContext, job: Job) -> dict[str, Any]:
+def common_fields(ctx: PilotContext, panda_id: int, attempt_nr: int, core_count: int = 1) -> dict[str, Any]:
+    """The fields every updateJob of a job carries."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    return {"jobId": job.PandaID, "timestamp": now.isoformat(), "siteName": ctx.site, "node": ctx.node,
-            "attemptNr": job.attemptNr, "coreCount": job.coreCount, "cpuConsumptionUnit": "s",
+    return {"jobId": panda_id, "timestamp": now.isoformat(), "siteName": ctx.site, "node": ctx.node,
+            "attemptNr": attempt_nr, "coreCount": core_count, "cpuConsumptionUnit": "s",
             **ctx.identity_fields()}  # fmt: skip
 
 
@@ -146,7 +147,7 @@ def final_fields(ctx: PilotContext, job: Job, result: dict[str, Any]) -> dict[st
     timing = result.get("timing", {})
     pilot_timing = "|".join(str(int(timing.get(k, 0))) for k in ("getjob", "stagein", "payload", "stageout",
                                                                    "initialsetup", "setup"))  # fmt: skip
-    fields = {**common_fields(ctx, job), "state": result["state"], "pilotErrorCode": result["pilotErrorCode"],
+    fields = {**common_fields(ctx, job.PandaID, job.attemptNr, job.coreCount), "state": result["state"], "pilotErrorCode": result["pilotErrorCode"],
               "pilotErrorDiag": result.get("pilotErrorDiag", ""), "transExitCode": result.get("transExitCode", 0),
               "exeErrorCode": result.get("exeErrorCode", 0), "exeErrorDiag": result.get("exeErrorDiag", ""),
               "pilotTiming": pilot_timing, "endTime": f"{time.time():.2f}",
