@@ -34,6 +34,7 @@ from panda_server.pki import (  # noqa: F401  (re-exported: panda_server.ca is t
     Credential,
     cert_pem,
     dn_to_name,
+    ensure_keypair,
     general_name,
     key_pem,
     load_certs,
@@ -67,6 +68,10 @@ class PkiPaths:
     pilotcert: Path
     pilotkey: Path
     pilot_proxy: Path
+    jobsign_key: Path  # the server's job-specification signing key (RSA, 0600)
+    jobsign_pub: Path  # its public half, which pilots use to verify jobs (0644)
+    token_issuer_key: Path  # the local WLCG token issuer's signing key (RSA, 0600)
+    token_issuer_pub: Path  # its public half, which the server trusts for Bearer tokens (0644)
 
     @classmethod
     def under(cls, root: Path) -> PkiPaths:
@@ -75,7 +80,8 @@ class PkiPaths:
 
 # Relative paths of the PkiPaths fields after root, in field order
 _LAYOUT = """ca ca/ca.pem private/cakey.pem hostcert.pem hostkey.pem usercert.pem userkey.pem user.proxy
-             pilotcert.pem pilotkey.pem pilot.proxy""".split()
+             pilotcert.pem pilotkey.pem pilot.proxy private/jobsign-key.pem jobsign-pub.pem
+             private/token-issuer-key.pem token-issuer-pub.pem""".split()
 
 
 def _fresh(cert: x509.Certificate) -> bool:
@@ -160,6 +166,8 @@ def create_pki(
     pilot = _ensure_cert(ca, paths.pilotcert, paths.pilotkey, pilot_dn, "user")
     _ensure_proxy(user, paths.user_proxy, proxy_hours)
     _ensure_proxy(pilot, paths.pilot_proxy, proxy_hours)
+    ensure_keypair(paths.jobsign_key, paths.jobsign_pub)
+    ensure_keypair(paths.token_issuer_key, paths.token_issuer_pub)
     return paths
 
 

@@ -253,6 +253,26 @@ def write_proxy_file(cred: Credential, path: Path) -> None:
     write_file(Path(path), data, 0o600)
 
 
+def ensure_keypair(key_path: Path, pub_path: Path) -> rsa.RSAPrivateKey:
+    """An RSA signing key pair (job specifications, tokens): reused if both files match, else new.
+
+    The private key is PKCS#8 PEM, 0600; the public key SubjectPublicKeyInfo PEM, 0644.
+    """
+    try:
+        key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+        pub = serialization.load_pem_public_key(Path(pub_path).read_bytes())
+        if isinstance(key, rsa.RSAPrivateKey) and key.public_key() == pub:
+            return key
+    except (OSError, ValueError, TypeError):
+        pass  # missing or unreadable: mint anew
+    key = _new_key()
+    write_file(Path(key_path), key_pem(key, serialization.PrivateFormat.PKCS8), 0o600)
+    pub_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)  # fmt: skip
+    write_file(Path(pub_path), pub_pem, 0o644)
+    return key
+
+
 def openssl_subject_hash(cert: x509.Certificate) -> str:
     """The subject hash OpenSSL uses to find CA files in a capath directory."""
     try:
