@@ -75,6 +75,7 @@ def _server_phase(b: Bench) -> list[int]:
 
     args, ss = b.args, b.report["server_settings"]
     pki = ca.create_pki(b.base / "pki")
+    os.environ["PANDA_PKI_DIR"] = str(pki.root)  # setup.insert_jobs signs the jobs with its key
     extra = {"PANDA_WORKERS": str(ss["workers"]), "PANDA_THREADS": str(ss["threads"]),
              "PANDA_LOG_LEVEL": ss["log_level"]}  # fmt: skip
     _say(

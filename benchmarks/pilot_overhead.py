@@ -79,6 +79,7 @@ def main() -> int:
         engine = make_engine(db_url)
         setup.prepare_db(engine, QUEUE)
         pki = ca.create_pki(base / "pki")
+        os.environ["PANDA_PKI_DIR"] = str(pki.root)  # insert_activated signs the jobs with its key
         with running_server(base / "server", db_url=db_url, pki=pki) as server:
             env = pilots.pilot_env()
             py = [sys.executable, "-c", "pass"]

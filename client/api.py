@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 def _session(config: ClientConfig | None) -> PandaSession:
     c = config or ClientConfig.from_env()
-    return PandaSession(url=c.base(c.url), url_ssl=c.base(c.url_ssl), proxy=c.proxy, ca=c.ca_dir)
+    return PandaSession(
+        url=c.base(c.url), url_ssl=c.base(c.url_ssl), proxy=c.proxy, ca=c.ca_dir, token=c.bearer()
+    )
 
 
 def _call(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 from panda_server.db.engine import make_engine
 from panda_server.errors import PandaError
@@ -28,6 +28,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(openapi.bp)  # before api_v1: its route would match /api/v1/openapi.json too
     app.register_blueprint(api_v1.bp)
     app.register_blueprint(cache.bp)
+
+    from panda_server import logs
+    from panda_server.web import common
+
+    logs.current_user = common.current_user_name
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        if request.environ.get("wsgi.url_scheme") == "https":
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
     @app.errorhandler(PandaError)
     def _panda_error(exc: PandaError) -> Response:  # errors outside the two dispatchers

@@ -49,6 +49,8 @@ from panda_server.pki import (  # noqa: F401  (re-exported: panda_server.ca is t
     write_hashed_ca_dir,
     write_proxy_file,
 )  # fmt: skip
+from panda_server.pki_voms import make_voms_proxy
+from panda_server.protocol import voms
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,10 @@ class PkiPaths:
     jobsign_pub: Path  # its public half, which pilots use to verify jobs (0644)
     token_issuer_key: Path  # the local WLCG token issuer's signing key (RSA, 0600)
     token_issuer_pub: Path  # its public half, which the server trusts for Bearer tokens (0644)
+    vomscert: Path  # the local VOMS server's certificate, which signs the attribute certificates
+    vomskey: Path
+    voms_dir: Path  # trusted VOMS servers: <vo>/*.pem (and <vo>/<host>.lsc for voms-proxy-info)
+    production_proxy: Path  # the user's proxy with the production role
 
     @classmethod
     def under(cls, root: Path) -> PkiPaths:
@@ -81,7 +87,16 @@ class PkiPaths:
 # Relative paths of the PkiPaths fields after root, in field order
 _LAYOUT = """ca ca/ca.pem private/cakey.pem hostcert.pem hostkey.pem usercert.pem userkey.pem user.proxy
              pilotcert.pem pilotkey.pem pilot.proxy private/jobsign-key.pem jobsign-pub.pem
-             private/token-issuer-key.pem token-issuer-pub.pem""".split()
+             private/token-issuer-key.pem token-issuer-pub.pem vomscert.pem private/vomskey.pem vomsdir
+             production.proxy""".split()
+
+# The local VO: one VOMS server, and the attributes each proxy of create_pki carries
+VO = "atlas"
+VOMS_DN = "/DC=org/DC=pandawms/OU=Hosts/CN=voms.pandawms.local"
+VOMS_URI = "voms.pandawms.local:15000"
+USER_FQANS = ("/atlas",)
+PRODUCTION_FQANS = ("/atlas/Role=production", "/atlas")
+PILOT_FQANS = ("/atlas/Role=pilot", "/atlas")
 
 
 def _fresh(cert: x509.Certificate) -> bool:
@@ -125,14 +140,25 @@ def _ensure_cert(
     return cred
 
 
-def _ensure_proxy(owner: Credential, path: Path, hours: float) -> None:
+def _ensure_proxy(
+    owner: Credential, path: Path, hours: float, voms_cred: Credential, fqans: Sequence[str]
+) -> None:
+    """Keep the proxy if it is owner's, fresh, and carries a fresh AC of this VOMS server with fqans."""
     try:
         proxy = load_credential(path)
-        if proxy.chain[:1] == (owner.cert,) and _fresh(proxy.cert):
+        chain = (proxy.cert, *proxy.chain)
+        have, until = voms.chain_fqans(chain, {VO: (voms_cred.cert,)}, utcnow())
+        if (
+            proxy.chain[:1] == (owner.cert,)
+            and _fresh(proxy.cert)
+            and have == tuple(fqans)
+            and until is not None
+            and until > utcnow() + RENEW_MARGIN
+        ):
             return
-    except (OSError, ValueError, CAError):
+    except (OSError, ValueError, CAError, voms.VomsError):
         pass
-    write_proxy_file(make_proxy(owner, hours=hours), path)
+    write_proxy_file(make_voms_proxy(owner, voms_cred, vo=VO, fqans=fqans, uri=VOMS_URI, hours=hours), path)
 
 
 def create_pki(
@@ -164,11 +190,25 @@ def create_pki(
     _ensure_cert(ca, paths.hostcert, paths.hostkey, host_dn, "host", hostnames)
     user = _ensure_cert(ca, paths.usercert, paths.userkey, user_dn, "user")
     pilot = _ensure_cert(ca, paths.pilotcert, paths.pilotkey, pilot_dn, "user")
-    _ensure_proxy(user, paths.user_proxy, proxy_hours)
-    _ensure_proxy(pilot, paths.pilot_proxy, proxy_hours)
+    voms_cred = _ensure_cert(ca, paths.vomscert, paths.vomskey, VOMS_DN, "host", [VOMS_DN.rsplit("=", 1)[1]])
+    _write_vomsdir(paths.voms_dir, voms_cred.cert, ca.cert)
+    _ensure_proxy(user, paths.user_proxy, proxy_hours, voms_cred, USER_FQANS)
+    _ensure_proxy(user, paths.production_proxy, proxy_hours, voms_cred, PRODUCTION_FQANS)
+    _ensure_proxy(pilot, paths.pilot_proxy, proxy_hours, voms_cred, PILOT_FQANS)
     ensure_keypair(paths.jobsign_key, paths.jobsign_pub)
     ensure_keypair(paths.token_issuer_key, paths.token_issuer_pub)
     return paths
+
+
+def _write_vomsdir(directory: Path, server: x509.Certificate, authority: x509.Certificate) -> None:
+    """<dir>/<vo>/<host>.pem (what the PanDA server trusts) and <host>.lsc (what voms-proxy-info reads)."""
+    host = VOMS_URI.split(":")[0]
+    vo_dir = directory / VO
+    vo_dir.mkdir(parents=True, exist_ok=True)
+    if not (vo_dir / f"{host}.pem").exists() or (vo_dir / f"{host}.pem").read_bytes() != cert_pem(server):
+        write_file(vo_dir / f"{host}.pem", cert_pem(server), 0o644)
+        lsc = f"{name_to_dn(server.subject)}\n{name_to_dn(authority.subject)}\n".encode()
+        write_file(vo_dir / f"{host}.lsc", lsc, 0o644)
 
 
 def default_pki_dir() -> Path:
@@ -206,11 +246,15 @@ def _cmd_init(args: argparse.Namespace) -> None:
         paths.hostcert,
         paths.usercert,
         paths.user_proxy,
+        paths.production_proxy,
         paths.pilotcert,
         paths.pilot_proxy,
+        paths.vomscert,
     ):
         leaf = load_certs(cert)[0]
-        print(f"  {cert.name:<14}{name_to_dn(leaf.subject)}")
+        fqans = ",".join(f for ac in voms.attribute_certificates(leaf) for f in ac.fqans)
+        print(f"  {cert.name:<17}{name_to_dn(leaf.subject)}" + (f"  VOMS {fqans}" if fqans else ""))
+    print(f"  VOMS server of VO {VO} trusted in {paths.voms_dir}")
     print(
         f"  keys (0600): {paths.hostkey.name}, {paths.userkey.name}, {paths.pilotkey.name}; proxies hold theirs"
     )
@@ -218,12 +262,21 @@ def _cmd_init(args: argparse.Namespace) -> None:
 
 def _cmd_proxy(args: argparse.Namespace) -> None:
     owner = load_credential(args.cert or args.dir / "usercert.pem", args.key or args.dir / "userkey.pem")
-    proxy, out = (
-        make_proxy(owner, hours=args.hours, limited=args.limited),
-        args.out or args.dir / "user.proxy",
-    )
+    out = args.out or args.dir / "user.proxy"
+    if args.fqan:
+        paths = PkiPaths.under(args.dir)
+        server = load_credential(paths.vomscert, paths.vomskey)
+        vo = args.fqan[0].split("/")[1] if args.fqan[0].count("/") >= 1 else ""
+        if not vo or any(f != f"/{vo}" and not f.startswith(f"/{vo}/") for f in args.fqan):
+            raise CAError(
+                f"FQANs must all start with /<vo>, as in /{VO} or /{VO}/Role=production: {args.fqan}"
+            )
+        proxy = make_voms_proxy(owner, server, vo=vo, fqans=args.fqan, uri=VOMS_URI, hours=args.hours,
+                                limited=args.limited)  # fmt: skip
+    else:
+        proxy = make_proxy(owner, hours=args.hours, limited=args.limited)
     write_proxy_file(proxy, out)
-    print(f"{out}: {name_to_dn(proxy.cert.subject)}")
+    print(f"{out}: {name_to_dn(proxy.cert.subject)}" + (f"  VOMS {','.join(args.fqan)}" if args.fqan else ""))
 
 
 _HELP = {
@@ -231,6 +284,10 @@ _HELP = {
     "proxies are re-minted only when they expire within an hour (so it is safe to run every time).",
     "proxy": "Make an RFC 3820 proxy (X509_USER_PROXY layout) from an existing cert+key or proxy.",
     "show": "Print subject, issuer, expiry and proxy type of a certificate or proxy file.",
+    "token": "Mint a WLCG JWT bearer token signed by DIR's local token issuer key (for tests and "
+    "`make run`): the server trusts it when PANDA_TOKEN_ISSUERS lists the issuer with "
+    "DIR/token-issuer-pub.pem. Send it as `Authorization: Bearer <token>` (client: PANDA_AUTH_TOKEN "
+    "or PANDA_AUTH_TOKEN_FILE).",
 }
 
 
@@ -244,8 +301,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--dir", type=Path, help="PKI directory (default $PANDA_PKI_DIR, else var/pki in the checkout)"
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{init,proxy,show}")
-    init, proxy, show = (
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{init,proxy,show,token}")
+    init, proxy, show, token = (
         sub.add_parser(name, parents=[] if name == "show" else [common], help=text, description=text)
         for name, text in _HELP.items()
     )
@@ -262,8 +319,60 @@ def _parser() -> argparse.ArgumentParser:
     proxy.add_argument("--out", type=Path, help="proxy file to write, mode 0600 (default DIR/user.proxy)")
     proxy.add_argument("--hours", type=float, default=12, help="lifetime (default 12)")
     proxy.add_argument("--limited", action="store_true", help="limited proxy (Globus limited policy)")
+    proxy.add_argument(
+        "--fqan",
+        action="append",
+        help="add a VOMS attribute certificate signed by DIR's VOMS server with this FQAN, repeatable "
+        "(e.g. --fqan /atlas/Role=production --fqan /atlas); without it the proxy has no VOMS attributes",
+    )
     show.add_argument("file", type=Path)
+    _token_arguments(token)
     return parser
+
+
+def _token_arguments(token: argparse.ArgumentParser) -> None:
+    from panda_server.tokens import DEFAULT_AUDIENCE, LOCAL_ISSUER
+
+    token.add_argument("--sub", required=True, help="subject claim (sub), e.g. jdoe")
+    token.add_argument("--name", help="name claim; the DN becomes /CN=<name>[/CN=nickname:<username>]")
+    token.add_argument("--username", help="preferred_username claim (the DN's /CN=nickname:...)")
+    token.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        help="wlcg.groups entry, repeatable: /atlas (VO member), /atlas/pilot or /atlas/production "
+        "(the server reads these as /atlas/Role=pilot, /atlas/Role=production)",
+    )
+    token.add_argument("--scope", default="", help="space-separated scopes (see PANDA_TOKEN_SCOPE_FQANS)")
+    token.add_argument(
+        "--aud", action="append", help=f"audience, repeatable (default {DEFAULT_AUDIENCE}, which the server accepts "
+        "when PANDA_TOKEN_AUDIENCES is empty)",
+    )  # fmt: skip
+    token.add_argument("--hours", type=float, default=1, help="lifetime in hours (default 1)")
+    token.add_argument("--issuer", default=LOCAL_ISSUER, help=f"iss claim (default {LOCAL_ISSUER})")
+    token.add_argument("--key", type=Path, help="issuer key PEM (default DIR/private/token-issuer-key.pem)")
+    token.add_argument("--out", type=Path, help="write the token to this file, mode 0600 (default: print it)")
+
+
+def _cmd_token(args: argparse.Namespace) -> None:
+    from panda_server import tokens
+
+    key = args.key or PkiPaths.under(args.dir).token_issuer_key
+    if not key.exists():
+        raise CAError(f"no token issuer key at {key}; run `panda-ca init` first (or pass --key)")
+    if not 0 < args.hours <= 8760:  # also refuses nan and inf
+        raise CAError(f"--hours must be more than 0 and at most 8760 (a year), not {args.hours:g}")
+    token = tokens.mint(key, issuer=args.issuer, subject=args.sub, audience=args.aud or tokens.DEFAULT_AUDIENCE,
+                        groups=args.group, scope=args.scope, lifetime=args.hours * 3600, name=args.name,
+                        preferred_username=args.username)  # fmt: skip
+    if args.out is None:
+        print(token)
+        return
+    write_file(args.out, (token + "\n").encode(), 0o600)
+    fqans = tokens.token_fqans({"wlcg.groups": args.group})
+    dn = tokens.token_dn({"sub": args.sub, "name": args.name, "preferred_username": args.username})
+    shown = f"  FQANs {','.join(fqans)}" if fqans else ""
+    print(f"{args.out}: token for {dn}{shown}, valid {args.hours:g} h, issuer {args.issuer}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -275,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "dir", None) is None:
         args.dir = default_pki_dir()
     try:
-        {"init": _cmd_init, "proxy": _cmd_proxy, "show": _cmd_show}[args.command](args)
+        {"init": _cmd_init, "proxy": _cmd_proxy, "show": _cmd_show, "token": _cmd_token}[args.command](args)
     except OSError as exc:
         print(f"panda-ca: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2

@@ -187,8 +187,15 @@ class Authority:
         return Credential(builder.sign(self.key, hashes.SHA256()), key)
 
 
-def make_proxy(owner: Credential, *, hours: float = 12, limited: bool = False) -> Credential:
-    """Sign an RFC 3820 proxy with the owner's key (owner may itself be a proxy)."""
+def make_proxy(
+    owner: Credential,
+    *,
+    hours: float = 12,
+    limited: bool = False,
+    extensions: Sequence[x509.ExtensionType] = (),
+) -> Credential:
+    """Sign an RFC 3820 proxy with the owner's key (owner may itself be a proxy); `extensions` are
+    added non-critical (the VOMS AC extension, see pki_voms.py)."""
     if hours <= 0:
         raise ValueError("proxy lifetime must be positive")
     key = _new_key()
@@ -197,12 +204,14 @@ def make_proxy(owner: Credential, *, hours: float = 12, limited: bool = False) -
     cn = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, str(serial))])
     subject = x509.Name([*owner.cert.subject.rdns, cn])
     policy = POLICY_LIMITED if limited else POLICY_INHERIT_ALL
-    cert = (
+    builder = (
         _builder(subject, key, dt.timedelta(hours=hours), owner.cert, serial)
         .add_extension(_key_usage(sign=True, encipher=True), critical=True)
         .add_extension(x509.UnrecognizedExtension(PROXY_CERT_INFO_OID, _PCI_DER[policy]), critical=True)
-        .sign(owner.key, hashes.SHA256())
     )
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=False)
+    cert = builder.sign(owner.key, hashes.SHA256())
     return Credential(cert, key, (owner.cert, *owner.chain))
 
 

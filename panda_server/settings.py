@@ -33,10 +33,31 @@ class Settings:
     storage_root: Path = ROOT / "var" / "storage"
     # Queue definitions loaded by `panda-schedconfig sync` (one JSON file per queue)
     schedconfig_dir: Path = ROOT / "schedconfig" / "queues"
-    # DN regexes whose owners act as pilots (S25 pilot_owners) or production managers (production_dns).
-    # VOMS roles (/<vo>/Role=pilot|production) grant the same; see web/auth.py.
-    pilot_dns: tuple[str, ...] = (r"^/DC=org/DC=pandawms/OU=Robots/CN=pilot$",)
+    # Identity and roles (web/auth.py, README "Security"). VOs authorized for PanDA: with
+    # require_vo, every active call needs a verified VOMS attribute (or token group) of one of them.
+    vos: tuple[str, ...] = ("atlas",)
+    require_vo: bool = True
+    # Trusted VOMS servers: <voms_dir>/<vo>/*.pem; empty means <pki_dir>/vomsdir (panda-ca writes it)
+    voms_dir: str = ""
+    # FQAN regexes granting the pilot role (getJob/updateJob for anybody's jobs; S08 prodManager list)
+    # and the production role (managed submission, acting on other users' jobs; S25 has_production_role
+    # with working-group production roles)
+    pilot_fqans: tuple[str, ...] = (r"^/atlas(/usatlas)?/Role=(pilot|production)$",)
+    production_fqans: tuple[str, ...] = (r"^/atlas(/[^/]+)?/Role=production$",)
+    # DN regexes whose owners act as pilots (S25 pilot_owners) or production managers (production_dns)
+    # whatever their VOMS attributes
+    pilot_dns: tuple[str, ...] = ()
     production_dns: tuple[str, ...] = ()
+    # WLCG JWT bearer tokens (Authorization: Bearer; S25 panda_request.py), see docs/tokens.md and
+    # panda_server/tokens.py. Trusted issuers as ISSUER=PUBLIC_KEY_FILE (PEM key or cert, or a JWKS
+    # file; keys read once per process); accepted audiences (empty: url_ssl and "pandaserver"); scopes
+    # mapped to FQANs as SCOPE=FQAN (e.g. panda:pilot=/atlas/Role=pilot); clock leeway in seconds
+    token_issuers: tuple[str, ...] = ()
+    token_audiences: tuple[str, ...] = ()
+    token_scope_fqans: tuple[str, ...] = ()
+    token_leeway: float = 60.0
+    # Seconds a user's active/disabled status (users.status) is cached per server process (S25: 600)
+    user_status_ttl: float = 60.0
     # Request limits: body bytes after decompression, jobs per submission (S08 Client: 2000),
     # ids per status query (S08 getJobStatus: 2500; v1 get_description: 5500)
     max_body_bytes: int = 16 * 1024 * 1024
@@ -74,6 +95,20 @@ class Settings:
     @property
     def hostkey(self) -> Path:
         return self.pki_dir / "hostkey.pem"
+
+    @property
+    def jobsign_key(self) -> Path:
+        """The key that signs job specifications at submission (panda-ca init makes it)."""
+        return self.pki_dir / "private" / "jobsign-key.pem"
+
+    @property
+    def jobsign_pub(self) -> Path:
+        """Its public half, served at /cache/jobsign-pub.pem for pilots to verify jobs with."""
+        return self.pki_dir / "jobsign-pub.pem"
+
+    @property
+    def vomsdir(self) -> Path:
+        return Path(self.voms_dir) if self.voms_dir else self.pki_dir / "vomsdir"
 
     @property
     def url(self) -> str:

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from pilot import VERSION, config, errors, infosys, lifecycle, probes, workdir
+from pilot import VERSION, config, credentials, errors, infosys, lifecycle, probes, workdir
 from pilot.context import PilotContext
 from pilot.errors import PilotFailure
 from pilot.server import Server
@@ -19,17 +19,21 @@ log = logging.getLogger("pilot")
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = config.parse(argv)
     home = cfg.workdir.resolve() / f"{workdir.PILOT_HOME_PREFIX}{os.getpid()}_{int(time.time())}"
-    home.mkdir(parents=True, mode=0o755)
+    home.mkdir(parents=True, mode=0o711)  # others (a switched payload) may pass, not list
     _logging(home, cfg.debug)
     log.info("PanDA-WMS pilot %s for queue %s, server %s, home %s", VERSION, cfg.queue, cfg.url, home)
-    server = Server(cfg.url, proxy=cfg.proxy, ca_dir=cfg.ca_dir)
+    credential = _credential(cfg)
+    if credential is None:
+        return errors.exit_code(1163)
+    server = Server(cfg.url, proxy=credential.path, ca_dir=cfg.ca_dir)
     try:
         queuedata = infosys.queuedata(cfg.queuedata_source, cfg.queue, server.http)
         ddmconf = infosys.ddmendpoints(cfg.storagedata_source, server.http)
     except PilotFailure as exc:
         print(f"pilot: cannot run for queue {cfg.queue}: {exc}", file=sys.stderr, flush=True)
         return errors.exit_code(exc.code)
-    ctx = PilotContext(cfg=cfg, server=server, queuedata=queuedata, ddmconf=ddmconf, home=home)
+    ctx = PilotContext(cfg=cfg, server=server, queuedata=queuedata, ddmconf=ddmconf, home=home,
+                       credential=credential)  # fmt: skip
     lifecycle.install_signal_handlers(ctx)
     try:
         code = lifecycle.run(ctx)
@@ -40,8 +44,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def _credential(cfg: config.PilotConfig) -> credentials.Credential | None:
+    """The proxy as the pilot will use it (see pilot.credentials); None when it cannot be read."""
+    removed = credentials.scrub_environ()  # nothing the pilot starts inherits a credential variable
+    try:
+        credential = credentials.load(cfg.proxy, conceal=cfg.conceal_proxy, remove=cfg.remove_proxy)
+    except PilotFailure as exc:
+        print(f"pilot: cannot run for queue {cfg.queue}: {exc}", file=sys.stderr, flush=True)
+        return None
+    if credential.concealed:
+        log.info(
+            "proxy held in memory, pilot non-dumpable; removed from the environment: %s", removed or "nothing"
+        )
+        if os.getuid() != 0 and credentials.code_is_writable():  # root: a switched payload cannot write it
+            log.warning("the pilot's code is writable by its own user: a payload running as this user could "
+                        "alter the next job wrapper; install the pilot read-only or use identity switching")  # fmt: skip
+    elif cfg.proxy:
+        log.warning("proxy not concealed (--no-conceal-proxy or no memfd here): a payload running as the "
+                    "pilot's user can read it")  # fmt: skip
+    return credential
+
+
 def _logging(home, debug: bool) -> None:
     fmt = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+    os.close(os.open(home / "pilotlog.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600))
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     for handler in (logging.FileHandler(home / "pilotlog.txt"), logging.StreamHandler(sys.stderr)):

@@ -46,9 +46,14 @@ class PilotConfig:
     pilot_id: str = ""
     baseurls: tuple[str, ...] = ()
     trf_dir: str = ""
+    conceal_proxy: bool = True  # proxy in memory, pilot and wrappers non-dumpable (pilot.credentials)
+    remove_proxy: bool = False
+    user_map: str = ""  # grid-mapfile for identity switching on glexec queues (pilot.glexec)
     min_free_mb: float = 2048.0
     working_group: str = ""
     resource_type: str = ""
+    job_key: str | None = None  # pinned job-signing public key; None: fetched from the server
+    unsigned_jobs: str = "refuse"
     debug: bool = False
 
     @property
@@ -110,13 +115,48 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], type, str]] = {
     "scheduler_id": (("--scheduler-id",), str, "batch scheduler id reported to the server (schedulerID)"),
     "pilot_id": (("--pilot-id",), str, "pilot id reported to the server (pilotID, e.g. the log URL)"),
     "trf_dir": (("--trf-dir",), str, "local directory holding transformation scripts (no download)"),
+    "user_map": (
+        ("--user-map",),
+        str,
+        "grid-mapfile ('\"<DN>\" account' lines): on a queue with glexec, a root pilot runs each payload as "
+        "the account its owner's DN maps to (an unmapped DN fails the job with 1391)",
+    ),
     "min_free_mb": (("--min-free-mb",), float, "free local disk (MB) needed before asking for a job"),
     "working_group": (("--working-group",), str, "workingGroup sent with getJob"),
     "resource_type": (("--resource-type",), str, "resourceType sent with getJob (SCORE, MCORE, …)"),
+    "job_key": (
+        ("--job-key",),
+        str,
+        "PEM file with the server's job-signing public key, to verify every job with (pins the key); "
+        "without it the pilot fetches <url>/cache/jobsign-pub.pem once at start-up over its verified "
+        "TLS connection",
+    ),
+    "unsigned_jobs": (
+        ("--unsigned-jobs",),
+        str,
+        "a job without jobSignature is refused (reported failed with 1390 BADJOBSIGNATURE, nothing "
+        "runs) or allowed (run with a warning; e.g. jobs stored before the server signed them). A "
+        "signature that does not verify is always refused",
+    ),
 }
+_CHOICES = {"unsigned_jobs": ("refuse", "allow")}
+_METAVARS = {"job_key": "FILE"}
 _ALIASES = {"proxy": ("X509_USER_PROXY",), "ca_dir": ("X509_CERT_DIR",)}
 _FLAGS = {"recovery": ("--no-recovery", "do not look for job dirs left by earlier pilots"),
           "cleanup": ("--no-cleanup", "keep the pilot's work directories")}  # fmt: skip
+
+
+# on/off options with a variable: name → (help); --<name> / --no-<name>, PILOT_<NAME>=true|false
+_SWITCHES = {
+    "conceal_proxy": "keep the proxy in memory and the pilot and its job wrappers non-dumpable, so that "
+    "the payload cannot read the credential from them, their environment or any file the pilot writes. A "
+    "payload of the pilot's uid that knows the proxy file's path can still read that file: use "
+    "--remove-proxy or identity switching (glexec) to close that; pass the proxy through X509_USER_PROXY "
+    "rather than --proxy, as a command line is public",
+    "remove_proxy": "delete the proxy file once it is in memory (for factories that give each pilot its "
+    "own copy); needs --conceal-proxy",
+}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,21 +164,27 @@ def build_parser() -> argparse.ArgumentParser:
         prog="panda-pilot",
         description="PanDA-WMS pilot: asks the PanDA server for a job, runs it in a job wrapper "
         "(stage-in, payload, stage-out, log), heartbeats, obeys kill commands and recovers jobs left "
-        "by earlier pilots. Exit codes: 0 ok, 1 job failed, 69 no local space, 71/72 queuedata, "
-        "78 queue not active, 79 server unreachable, 82 no jobs in PanDA, 83 queue offline.",
+        "by earlier pilots. Before anything of a job runs, its specification (transformation, "
+        "parameters, input files) is verified against the signature the server made at submission "
+        "(--job-key, --unsigned-jobs). Exit codes: 0 ok, 1 job failed, 69 no local space, "
+        "71/72 queuedata, 78 queue not active, 79 server unreachable, 82 no jobs in PanDA, 83 queue offline.",
     )
     parser.add_argument("-q", "--queue", required=True, help="PanDA queue (schedconfig nickname)")
     defaults = PilotConfig(queue="")
     for name, (flags, kind, text) in _OPTIONS.items():
         variables = ("PILOT_" + name.upper(), *_ALIASES.get(name, ()))
         default = getattr(defaults, name)
-        parser.add_argument(*flags, dest=name, type=kind, default=None,
+        parser.add_argument(*flags, dest=name, type=kind, default=None, choices=_CHOICES.get(name),
+                            metavar=_METAVARS.get(name),
                             help=f"{text} [{' / '.join(variables)}; default {default!r}]")  # fmt: skip
     parser.add_argument(
         "--baseurls", default=None, help="comma list of extra allowed transformation base URLs"
     )
     for name, (flag, text) in _FLAGS.items():
         parser.add_argument(flag, dest=name, action="store_false", default=None, help=text)
+    for name, text in _SWITCHES.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, action=argparse.BooleanOptionalAction,
+                            default=None, help=f"{text} [PILOT_{name.upper()}; default {getattr(defaults, name)}]")  # fmt: skip
     parser.add_argument("-d", "--debug", action="store_true", help="debug logging")
     return parser
 
@@ -154,10 +200,27 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None
                     given = kind(env[variable])
                     break
         if given is not None:
+            if name in _CHOICES and given not in _CHOICES[name]:
+                raise SystemExit(f"panda-pilot: error: PILOT_{name.upper()} must be one of "
+                                 f"{', '.join(_CHOICES[name])}, not {given!r}")  # fmt: skip
             values[name] = given
     for name in _FLAGS:
         if getattr(args, name) is False:
             values[name] = False
+    for name in _SWITCHES:
+        switch, text = getattr(args, name), env.get("PILOT_" + name.upper(), "").strip().lower()
+        if switch is None and text:
+            if text not in (*_TRUE, *_FALSE):
+                raise SystemExit(
+                    f"panda-pilot: error: PILOT_{name.upper()} must be true or false, not {text!r}"
+                )
+            switch = text in _TRUE
+        if switch is not None:
+            values[name] = switch
+    if values.get("remove_proxy") and values.get("conceal_proxy") is False:
+        raise SystemExit(
+            "panda-pilot: error: --remove-proxy needs --conceal-proxy (the proxy must be kept in memory)"
+        )
     if args.baseurls:
         values["baseurls"] = tuple(u.strip() for u in args.baseurls.split(",") if u.strip())
     if "url" in values:

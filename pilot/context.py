@@ -10,6 +10,7 @@ from typing import Any
 
 from pilot import VERSION, infosys
 from pilot.config import PilotConfig
+from pilot.credentials import Credential
 from pilot.server import Server, batch_id, node_name
 
 
@@ -25,6 +26,7 @@ class PilotContext:
     stop_reason: tuple[int, str] | None = None  # (pilot error, diag) passed on to the running job
     stop_signal: int = 0
     current_jobdir: Path | None = None
+    credential: Credential = dataclasses.field(default_factory=Credential)  # the proxy: file or memfd
 
     @property
     def site(self) -> str:
@@ -44,14 +46,16 @@ class PilotContext:
         return fields
 
     def wrapper_config(self, jobdir: Path, mode: str) -> dict[str, Any]:
+        """The job wrapper's settings, written to a file: a concealed proxy is not in it, not even its path."""
         cfg = self.cfg
+        proxy = None if self.credential.concealed else (self.credential.path or cfg.proxy)
         left = cfg.lifetime - (time.time() - self.started)
         return {
             "mode": mode, "jobdir": str(jobdir), "pilot_home": str(self.home), "debug": cfg.debug,
-            "queuedata": self.queuedata, "ddmconf": self.ddmconf, "proxy": cfg.proxy, "ca_dir": cfg.ca_dir,
+            "queuedata": self.queuedata, "ddmconf": self.ddmconf, "proxy": proxy, "ca_dir": cfg.ca_dir,
             "transfer_attempts": cfg.transfer_attempts, "transfer_backoff": cfg.transfer_backoff,
             "transfer_timeout": cfg.transfer_timeout, "kill_grace": cfg.kill_grace,
             "check_interval": cfg.check_interval, "looping_limit": cfg.looping_limit,
             "trf_bases": list(cfg.trf_bases), "trf_dir": cfg.trf_dir, "lifetime_left": max(1, int(left)),
-            "payload_environ": infosys.environ(self.queuedata),
+            "payload_environ": infosys.environ(self.queuedata), "user_map": cfg.user_map,
         }  # fmt: skip

@@ -162,12 +162,16 @@ ERRORS: dict[int, tuple[str, str]] = {
     1384: ("QUEUENOTSETUPFORCONTAINERS", "Queue is not set up for containers"),
     1385: ("NOJOBSINPANDA", "No jobs in PanDA"),
     1386: ("PANDAQUEUENOTONLINE", "PanDA queue is not online"),
+    # PanDA-WMS: the job specification does not match the server's signature (protocol/signing.py)
+    1390: ("BADJOBSIGNATURE", "Job specification signature does not verify"),
     # classic pilot (PanDAWMS/pilot PilotErrors.py): job recovery and the job wrapper
     1153: ("LOSTJOBNOTFINISHED", "Lost job was not finished"),
     1155: ("LOSTJOBFILETRANSFER", "Lost job file transfer failed"),
     1156: ("LOSTJOBRECOVERYFAILED", "Pilot could not recover job"),
     1158: ("LOSTJOBMAXEDOUT", "Exceeded maximum number of job recovery attempts"),
     1176: ("NOCHILDPROCESSES", "Job wrapper died without reporting (no child processes)"),
+    # PanDA-WMS: identity switching (the role gLExec played for classic pilots)
+    1391: ("IDENTITYSWITCH", "Could not run the payload as the submitter's mapped account"),
 }
 CODES: dict[str, int] = {name: code for code, (name, _msg) in ERRORS.items()}
 

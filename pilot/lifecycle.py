@@ -4,17 +4,26 @@ Classic pilot behaviour (reference/pilot.md §2): the pilot exits at once when t
 no job (after `--getjobrequests` answers of StatusCode=20 in a row); it runs one job, or
 several while the queue's `timefloor` (minutes) lasts or up to `--max-jobs`; before each getJob
 it checks the local free space. One summary line per job goes to stdout.
+
+Not classic: before anything of a job happens (job dir, wrapper), its specification is verified
+against the signature the server made at submission (panda_server/protocol/signing.py) with
+the server's public key, pinned by --job-key or fetched once at start-up; a job that does not
+verify, or an unsigned one unless --unsigned-jobs allow, is reported failed at once with 1390.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
 import signal
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
+from panda_server.protocol import signing
 from pilot import errors, infosys, recovery, supervisor, workdir
 from pilot import job as jobmod
 from pilot.context import PilotContext
@@ -23,6 +32,16 @@ from pilot.server import ServerError, cpu_mhz, memory_mb
 
 log = logging.getLogger("pilot")
 LABEL_OF_TYPE = {"analysis": "user", "production": "managed", "unified": "unified"}
+BADJOBSIGNATURE = errors.CODES["BADJOBSIGNATURE"]
+
+
+@dataclasses.dataclass(frozen=True)
+class JobKey:
+    """The server's public key that jobs are verified with, or why there is none."""
+
+    key: signing.PublicKey | None
+    source: str  # the --job-key file or the URL it came from
+    problem: str = ""
 
 
 def install_signal_handlers(ctx: PilotContext) -> None:
@@ -43,6 +62,10 @@ def run(ctx: PilotContext) -> int:
         recovered = recovery.run(ctx)
         if recovered:
             log.info("recovered %d job(s) left by earlier pilots", recovered)
+    job_key = load_job_key(ctx)
+    if job_key.key is None and (ctx.cfg.job_key or ctx.cfg.unsigned_jobs == "refuse"):
+        print(f"pilot: cannot verify jobs: {job_key.problem}", file=sys.stderr, flush=True)
+        return errors.exit_code(BADJOBSIGNATURE)
     results: list[dict[str, Any]] = []
     while not ctx.stop.is_set():
         free_mb = _free_mb(ctx)
@@ -61,7 +84,7 @@ def run(ctx: PilotContext) -> int:
             return errors.EXIT_COMMUNICATION
         if job_dict is None:
             break
-        results.append(run_one(ctx, job_dict))
+        results.append(run_one(ctx, job_dict, job_key))
         if not _another_job(ctx, len(results)):
             break
     if not results:
@@ -99,8 +122,56 @@ def get_job(ctx: PilotContext, free_mb: float) -> dict[str, Any] | None:
     return None
 
 
-def run_one(ctx: PilotContext, job_dict: dict[str, Any]) -> dict[str, Any]:
+def load_job_key(ctx: PilotContext) -> JobKey:
+    """The pinned --job-key file, else the key the server publishes (fetched once per pilot)."""
+    if ctx.cfg.job_key:
+        source = ctx.cfg.job_key
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:
+            return JobKey(None, source, f"cannot read --job-key {source}: {exc.strerror}")
+    else:
+        source = f"{ctx.server.url}/cache/jobsign-pub.pem"
+        try:
+            data = ctx.server.job_signing_key()
+        except ServerError as exc:
+            problem = f"{exc} (pin the key with --job-key FILE)"
+            if ctx.cfg.unsigned_jobs == "allow":
+                log.warning("no job-signing key: %s; only unsigned jobs can run", problem)
+            return JobKey(None, source, problem)
+    try:
+        key = signing.load_public_key(data, source)
+    except signing.SigningKeyError as exc:
+        return JobKey(None, source, str(exc))
+    log.info("jobs are verified with key %s from %s", signing.key_id(key), source)
+    return JobKey(key, source)
+
+
+def check_signature(ctx: PilotContext, job_dict: dict[str, Any], job_key: JobKey) -> PilotFailure | None:
+    """None if the job may run; else the 1390 failure that refuses it."""
+    panda_id = job_dict.get("PandaID", "?")
+    if job_key.key is None:
+        unsigned = str(job_dict.get(signing.FIELD) or "NULL") == "NULL"
+        verdict = signing.Verdict(False, f"cannot verify the signature: {job_key.problem}", unsigned=unsigned)
+    else:
+        verdict = signing.verify_reply(job_dict, job_key.key)
+    if verdict.ok:
+        log.info("PandaID=%s specification verified (key %s)", panda_id, signing.key_id(job_key.key))
+        return None
+    if verdict.unsigned and ctx.cfg.unsigned_jobs == "allow":
+        log.warning("PandaID=%s has no signature; running it because of --unsigned-jobs allow", panda_id)
+        return None
+    log.error("PandaID=%s refused: %s; signed fields as received: %s", panda_id, verdict.reason,
+              signing.digests(signing.fields_of_reply(job_dict)))  # fmt: skip
+    hint = " (the pilot runs unsigned jobs only with --unsigned-jobs allow)" if verdict.unsigned else ""
+    return PilotFailure(BADJOBSIGNATURE, verdict.reason + hint)
+
+
+def run_one(ctx: PilotContext, job_dict: dict[str, Any], job_key: JobKey) -> dict[str, Any]:
     t0 = time.monotonic()
+    refusal = check_signature(ctx, job_dict, job_key)  # before the job dir, before the wrapper
+    if refusal is not None:
+        return _refuse(ctx, job_dict, refusal)
     try:
         job = jobmod.parse(job_dict)
     except PilotFailure as exc:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import requests
+
 from panda_server.protocol.transport import PandaSession, TransportError
 from pilot import VERSION
 
@@ -101,6 +103,20 @@ class Server:
             if attempt < attempts:
                 time.sleep(interval)
         return None
+
+    def job_signing_key(self) -> bytes:
+        """The server's job-signing public key (PEM), fetched over the verified TLS connection."""
+        url = f"{self.url}/cache/jobsign-pub.pem"
+        if not url.startswith("https://"):
+            raise ServerError(f"will not fetch the job-signing key over plain HTTP ({url}): anybody on "
+                              "the path could replace it; use an https --url")  # fmt: skip
+        try:
+            response = self.http.get(url, timeout=60)
+        except (requests.RequestException, OSError) as exc:
+            raise ServerError(f"cannot download {url}: {exc}") from None
+        if response.status_code != 200:
+            raise ServerError(f"cannot download {url}: HTTP {response.status_code} {response.text[:200]}")
+        return response.content
 
     def get_status(self, panda_id: int) -> tuple[str, int]:
         """(jobStatus, attemptNr) from getStatus; ('notfound', 0) for an unknown job."""

@@ -11,6 +11,8 @@ The wrapper (pilot.wrapper) does the work; this loop only watches it, every half
 Then the final update carries the result and the `xml` file report; once it is acknowledged
 the job dir is removed. A `holding` result (outputs could not be stored) is reported as such
 and the job dir is kept for job recovery; so is a result whose final update never got through.
+The wrapper's environment has no credential variable; a concealed proxy reaches it only through
+pilot.credentials.Handover, once it is non-dumpable.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pilot import workdir
+from pilot import credentials, workdir
 from pilot.context import PilotContext
 from pilot.errors import message
 from pilot.job import Job
@@ -42,12 +45,21 @@ WRAPPER_EXIT_GRACE = 60.0  # s a wrapper may take after a kill request before it
 def run_job(ctx: PilotContext, job: Job, jobdir: Path, *, mode: str = "run") -> dict[str, Any]:
     """Run (or recover) one job whose dir exists and is locked by the caller; returns the result."""
     config_path = ctx.home / f"wrapper-{job.PandaID}.json"
-    workdir.write_json(config_path, ctx.wrapper_config(jobdir, mode))
-    config_path.chmod(0o600)
+    workdir.write_json(config_path, ctx.wrapper_config(jobdir, mode))  # mode 0600
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "pilot.wrapper", str(config_path)], stdout=sys.stderr,
-                            stdin=subprocess.DEVNULL, cwd=jobdir)  # fmt: skip
-    log.info("PandaID=%s job wrapper started (pid %d, %s)", job.PandaID, proc.pid, mode)
+    argv = [sys.executable, "-m", "pilot.wrapper", str(config_path)]
+    handover = credentials.Handover(ctx.credential) if ctx.credential.concealed else None
+    try:
+        if handover is not None:
+            argv += ["--credential-socket", handover.name]
+        proc = subprocess.Popen(argv, stdout=sys.stderr, stdin=subprocess.DEVNULL, cwd=jobdir,
+                                env=credentials.without_credentials(os.environ))  # fmt: skip
+        log.info("PandaID=%s job wrapper started (pid %d, %s)", job.PandaID, proc.pid, mode)
+        if handover is not None:
+            handover.give(proc.pid, lambda: proc.poll() is None)  # a refusal: the wrapper reports 1163
+    finally:
+        if handover is not None:
+            handover.close()
     ctx.current_jobdir = jobdir
     try:
         if mode == "run":
@@ -187,7 +199,8 @@ def _kill_payload_left(jobdir: Path) -> None:
     info = processes.proc_info(pid)
     if info is None or info.start != start:
         return  # gone, or the pid now belongs to another process: never touch it
-    processes.kill_tree(pid, pid, grace=5.0, known={pid: start})
+    uid = state.get("payload_uid")  # the account of a switched payload (root pilot only)
+    processes.kill_tree(pid, pid, grace=5.0, known={pid: start}, uid=uid if isinstance(uid, int) else None)
 
 
 def _wrapper_died(jobdir: Path, returncode: int | None) -> dict[str, Any]:

@@ -10,6 +10,11 @@
 The state file is what classic job recovery reads (reference/pilot.md §7): a later pilot finds
 job dirs whose owner is gone (the lock is free), reads the phase and the files already
 transferred, and finishes the job. Every write is atomic (temp file + rename).
+
+The payload shares the job dir (and, under identity switching, writes into it as another user
+while the pilot is root), so the pilot never follows a name the payload could have planted:
+temp files are created exclusively (O_EXCL|O_NOFOLLOW, random names, mode 0600), files are read
+without following links and only when regular, and the log tarball walks the dir by descriptor.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import tarfile
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,20 +53,42 @@ def state_path(jobdir: Path) -> Path:
 
 
 def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Replace `path` atomically by a new file only this uid can read (mode 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def read_json(path: Path) -> Any:
+    """The JSON in a regular file (never through a link, never blocking on a FIFO); None otherwise."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, encoding="utf-8") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return None
             return json.load(fh)
     except (OSError, ValueError):
         return None
+
+
+def regular_file(path: Path) -> os.stat_result | None:
+    """lstat of `path` when it is a regular file itself (not a link to one); None otherwise."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
 
 
 def read_state(jobdir: Path) -> dict[str, Any]:
@@ -128,20 +157,44 @@ def make_log_tarball(jobdir: Path, log_lfn: str, queue: str, panda_id: int, excl
     """Tar the job dir as tarball_PandaJob_<id>_<queue>/… into <jobdir>/<log_lfn>.
 
     Inputs (`exclude`), symlinks, the tarball itself and the bookkeeping files stay out: the
-    log is for people reading what the payload did, not a copy of the data.
+    log is for people reading what the payload did, not a copy of the data. The walk goes by
+    directory descriptor and opens with O_NOFOLLOW: a payload that swaps a directory for a link
+    cannot make the pilot pack a file from elsewhere (its credentials, /proc/self/fd/…).
     """
     target = jobdir / log_lfn
     top = f"tarball_PandaJob_{panda_id}_{queue}"
     skip = {log_lfn, *exclude, *BOOKKEEPING}
-    tmp = jobdir / f".{log_lfn}.tmp"
-    with tarfile.open(tmp, "w:gz") as tar:
-        for path in sorted(jobdir.rglob("*")):
-            rel = path.relative_to(jobdir)
-            if rel.parts[0] in skip or path.name.startswith(".") or path.is_symlink() or not path.is_file():
-                continue
-            tar.add(path, arcname=f"{top}/{rel}", recursive=False)
-    os.replace(tmp, target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{log_lfn}.", suffix=".tmp", dir=jobdir)
+    try:
+        os.fchmod(fd, 0o644)  # as a tarball written with the usual umask: storage must read it
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            for dirpath, dirnames, filenames, dirfd in os.fwalk(jobdir, follow_symlinks=False):
+                rel_dir = os.path.relpath(dirpath, jobdir)
+                if rel_dir == ".":
+                    dirnames[:] = [d for d in dirnames if d not in skip]
+                dirnames.sort()
+                for name in sorted(filenames):
+                    if name.startswith(".") or (rel_dir == "." and name in skip):
+                        continue
+                    _add_file(tar, dirfd, name, f"{top}/{os.path.normpath(os.path.join(rel_dir, name))}")
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return target
+
+
+def _add_file(tar: tarfile.TarFile, dirfd: int, name: str, arcname: str) -> None:
+    """Add one regular file opened relative to its directory, links and special files skipped."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dirfd)
+    except OSError:  # a link (ELOOP), gone, or unreadable
+        return
+    with os.fdopen(fd, "rb") as fh:
+        info = tar.gettarinfo(arcname=arcname, fileobj=fh)
+        if info.isreg():
+            tar.addfile(info, fh)
 
 
 def remove(path: Path) -> None:

@@ -69,7 +69,7 @@ def queuedata(q: QueueSpec, *, storage_root: str | Path) -> dict[str, Any]:
         "direct_access_lan": q.direct_access_lan, "direct_access_wan": False,
         "allow_lan": True, "allow_wan": False, "is_cvmfs": False, "pledgedcpu": 0,
         "cmtconfig": q.cmtconfig, "appdir": q.appdir, "container_type": "", "container_options": "",
-        "retry": q.retry, "recoverdir": q.recoverdir,
+        "retry": q.retry, "recoverdir": q.recoverdir, "glexec": q.glexec,
         # classic schedconfig keys, for our own pilot
         "ddm": q.ddm, "setokens": q.setokens, "copytool": q.copytool, "copytoolin": q.copytoolin,
         "se": endpoint, "sepath": path, "memory": q.memory, "space": q.space,

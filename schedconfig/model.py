@@ -85,6 +85,7 @@ class QueueSpec:
     allowedgroups: str = ""  # comma list of FQAN groups allowed to submit
     defaulttoken: str = ""
     direct_access_lan: bool = False
+    glexec: bool = False  # a root pilot runs payloads as their owner's mapped account (pilot --user-map)
     comment: str = ""
 
     def __post_init__(self) -> None:

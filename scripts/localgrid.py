@@ -36,6 +36,9 @@ def env() -> dict[str, str]:
     e = dict(os.environ)
     e.setdefault("PANDA_DATABASE_URL", DB_URL)
     e.setdefault("PANDA_PKI_DIR", str(VAR / "pki"))
+    # trust Bearer tokens of the local issuer (tokens.LOCAL_ISSUER, `panda-ca token`); panda-ca init makes its key
+    issuer_pub = Path(e["PANDA_PKI_DIR"]) / "token-issuer-pub.pem"
+    e.setdefault("PANDA_TOKEN_ISSUERS", f"https://localhost/pandawms-token-issuer={issuer_pub}")
     e.setdefault("PANDA_SERVER_NAME", "localhost")
     e["PATH"] = f"{Path(sys.executable).parent}:{e.get('PATH', '')}"
     return e

@@ -9,6 +9,7 @@ command -v unshare >/dev/null || need+=(util-linux)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v xrootd >/dev/null || need+=(xrootd-server)
 command -v xrdcp >/dev/null || need+=(xrootd-client)
+command -v voms-proxy-info >/dev/null || need+=(voms-clients)  # cross-checks our VOMS ACs (tests/unit/test_voms.py)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing system packages: ${need[*]} (run as root or install them)" >&2; exit 1

@@ -50,7 +50,7 @@ def db_url(workdir):
 
 
 @pytest.fixture(scope="session")
-def engine(db_url):
+def engine(db_url, pki):  # pki: jobs written through the engine are signed with its key
     eng = sa.create_engine(db_url, pool_size=10, max_overflow=10)
     migrate.upgrade(eng)
     yield eng
@@ -61,7 +61,11 @@ def engine(db_url):
 def pki(workdir):
     from panda_server import ca
 
-    return ca.create_pki(workdir / "pki")
+    paths = ca.create_pki(workdir / "pki")
+    # The test process stores and inserts jobs as the server does, signed with this PKI's
+    # job-signing key (the test helpers take it from Settings.from_env().jobsign_key).
+    os.environ["PANDA_PKI_DIR"] = str(paths.root)
+    return paths
 
 
 @pytest.fixture(scope="session")

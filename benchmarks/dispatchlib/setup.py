@@ -76,15 +76,20 @@ def _next_ids(conn, sequence: str, n: int) -> list[int]:
 
 
 def insert_jobs(engine, n: int, site: str, tag: str) -> list[int]:
-    """n activated jobs for `site` (with a log file and parameters), in one transaction."""
+    """n activated jobs for `site` (with a log file and parameters), in one transaction.
+
+    Each is signed as store_jobs signs jobs, with the key of PANDA_PKI_DIR (the run's PKI)."""
     from panda_server.db import tables as t
-    from panda_server.taskbuffer import rows
+    from panda_server.settings import Settings
+    from panda_server.taskbuffer import rows, store
     from tests.support.jobs import simple_job
 
     if n <= 0:
         return []
     now = utcnow()
+    key = Settings.from_env().jobsign_key
     template = simple_job(site, label="managed", priority=100, params="bench run")
+    template.prodUserID = "/DC=org/DC=pandawms/OU=Users/CN=Jane Doe"
     base = rows.job_values(template)
     log_tpl = template.Files[0].to_dict()
     with engine.begin() as conn:
@@ -94,9 +99,10 @@ def insert_jobs(engine, n: int, site: str, tag: str) -> list[int]:
         for panda_id, row_id in zip(ids, row_ids, strict=True):
             jobs.append({**base, "PandaID": panda_id, "jobName": f"bench.{tag}.{panda_id}", "jobDefinitionID": 1,
                          "jobStatus": "activated", "creationTime": now, "modificationTime": now,
-                         "stateChangeTime": now, "attemptNr": 1, "creationHost": "benchmark",
-                         "prodUserID": "/DC=org/DC=pandawms/OU=Users/CN=Jane Doe"})  # fmt: skip
-            params.append({"PandaID": panda_id, "modificationTime": now, "jobParameters": "bench run"})
+                         "stateChangeTime": now, "attemptNr": 1, "creationHost": "benchmark"})  # fmt: skip
+            template.PandaID = panda_id
+            params.append({"PandaID": panda_id, "modificationTime": now, "jobParameters": "bench run",
+                           "jobSignature": store.job_signature(template, key)})  # fmt: skip
             files.append({**log_tpl, "rowID": row_id, "PandaID": panda_id, "lfn": f"log.{panda_id:05d}.job.log.tgz",
                           "GUID": str(uuid.uuid4()), "status": "unknown", "modificationTime": now})  # fmt: skip
         conn.execute(t.jobsactive4.insert(), jobs)
@@ -108,6 +114,8 @@ def insert_jobs(engine, n: int, site: str, tag: str) -> list[int]:
 def delete_jobs(engine, ids: list[int], *, only_activated: bool = False) -> int:
     """Delete these jobs' rows from every job table (with only_activated: of the jobs still activated)."""
     import sqlalchemy as sa
+
+    from panda_server.db import tables as t
 
     if not ids:
         return 0
@@ -121,9 +129,8 @@ def delete_jobs(engine, ids: list[int], *, only_activated: bool = False) -> int:
                 return 0
         n = 0
         for table in JOB_TABLES:
-            n += conn.execute(
-                sa.text(f'DELETE FROM {table} WHERE "PandaID" = ANY(:ids)'), {"ids": ids}
-            ).rowcount
+            tb = t.metadata.tables[table]
+            n += conn.execute(sa.delete(tb).where(tb.c.PandaID.in_(ids))).rowcount
         return n
 
 

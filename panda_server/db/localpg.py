@@ -85,10 +85,11 @@ def url(port: int, database: str = "panda") -> str:
 
 def create_database(port: int, name: str) -> None:
     import psycopg
+    from psycopg import sql
 
     with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True) as c:
         if c.execute("select 1 from pg_database where datname=%s", (name,)).fetchone() is None:
-            c.execute(f'create database "{name}"')
+            c.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
 
 
 def stop(base: Path, *, mode: str = "fast") -> None:

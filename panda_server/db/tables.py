@@ -111,9 +111,11 @@ metatable = Table(
     "metatable", metadata, Column("PandaID", BigInteger(), primary_key=True),
     Column("modificationTime", DateTime()), Column("metaData", Text()),
 )  # fmt: skip
+# jobSignature: the server's signature of the job specification (protocol/signing.py), made at
+# submission and checked by our pilot; NULL for jobs stored before signing existed.
 jobparamstable = Table(
     "jobparamstable", metadata, Column("PandaID", BigInteger(), primary_key=True),
-    Column("modificationTime", DateTime()), Column("jobParameters", Text()),
+    Column("modificationTime", DateTime()), Column("jobParameters", Text()), Column("jobSignature", Text()),
 )  # fmt: skip
 
 # The pilot's final file report, kept for the Adder (S25 job_output_report).

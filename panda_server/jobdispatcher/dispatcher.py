@@ -74,15 +74,16 @@ def get_job(conn: Connection, params: Mapping[str, Any], caller: Caller, now: dt
 def _job_replies(conn: Connection, claimed: list[dict[str, Any]], site: str, now: dt.datetime) -> list[dict]:
     ids = [r["PandaID"] for r in claimed]
     files = rows.files_of(conn, ids)
-    params = rows.job_parameters(conn, ids)
+    params = rows.signed_parameters(conn, ids)
     endpoint = sites.cached("ddm", site, lambda: sites.ddm_endpoint(conn, site))
     n_sent = sites.cached("nsent", site, lambda: _n_sent(conn, site, now), ttl=5)
     out = []
     for row in claimed:
         job = rows.job_from_row(row)
-        object.__setattr__(job, "jobParameters", params.get(job.PandaID))
+        job_params, signature = params.get(job.PandaID, (None, None))
+        object.__setattr__(job, "jobParameters", job_params)
         job.Files = files[job.PandaID]
-        out.append(dispatch.job_reply(job, ddm_endpoint=endpoint, n_sent=n_sent))
+        out.append(dispatch.job_reply(job, ddm_endpoint=endpoint, n_sent=n_sent, signature=signature))
         log.info("PandaID=%s dispatched site=%s node=%s", job.PandaID, site, row.get("modificationHost"))
     return out
 

@@ -4,6 +4,9 @@ List-valued fields are comma-joined and aligned by position: inFiles[i] ↔ GUID
 outFiles includes the log file, with realDatasets, destinationDblock, ddmEndPointOut and
 fileDestinationSE aligned to it, while scopeOut lists only the non-log outputs (the pilot takes
 the log's scope from scopeLog). Every value is a string; unset ones are "NULL".
+
+Not classic: `jobSignature`, the server's signature of the job specification made at submission
+(protocol/signing.py), which our pilot verifies before running anything; other pilots ignore it.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ def _checksum(f: FileSpec) -> str:
     return f"md5:{f.md5sum}" if f.md5sum else "NULL"
 
 
-def job_reply(job: JobSpec, *, ddm_endpoint: str = "", n_sent: int = 0) -> dict[str, str]:
-    """Flat dict for one dispatched job (without StatusCode)."""
+def job_reply(
+    job: JobSpec, *, ddm_endpoint: str = "", n_sent: int = 0, signature: str | None = None
+) -> dict[str, str]:
+    """Flat dict for one dispatched job (without StatusCode); `signature` as stored with the job."""
     inputs: list[FileSpec] = []
     seen: set[str] = set()
     for f in job.files_of_type("input"):
@@ -81,6 +86,6 @@ def job_reply(job: JobSpec, *, ddm_endpoint: str = "", n_sent: int = 0) -> dict[
         "sourceSite": job.sourceSite, "currentPriority": job.currentPriority, "taskID": job.taskID,
         "jobsetID": job.jobsetID, "nucleus": job.nucleus, "coreCount": job.coreCount or 1,
         "reqID": job.reqID, "resource_type": job.resource_type, "container_name": job.container_name,
-        "nSent": n_sent,
+        "nSent": n_sent, "jobSignature": signature,
     }  # fmt: skip
     return {k: v if isinstance(v, str) else wire_value(v) for k, v in reply.items()}

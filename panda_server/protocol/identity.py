@@ -42,10 +42,15 @@ def bare_dn(dn: str) -> str:
 
 def user_name(dn: str) -> str:
     """Compact name for ownership checks and display (S25 clean_user_id, simplified): the last CN
-    with trailing digits removed."""
-    cns = [c for c in re.findall(r"/CN=([^/]+)", bare_dn(dn)) if not c.isdigit()]
+    without a trailing " <digits>" or "_<digits>" (so token subjects user-1 and user-2 stay two
+    people, as in S25). A token DN's /CN=nickname:<user> is dropped as in S25, so that
+    /CN=Jane Doe/CN=nickname:jdoe is "Jane Doe", the same person as her certificate's CN; a DN
+    with nothing but the nickname gives the bare nickname."""
+    all_cns = [c for c in re.findall(r"/CN=([^/]+)", bare_dn(dn)) if not c.isdigit()]
+    cns = [c for c in all_cns if not c.startswith("nickname:")]
     if not cns:
-        return dn
+        nick = all_cns[-1].removeprefix("nickname:").strip() if all_cns else ""
+        return nick or dn
     name = cns[-1]
-    name = re.sub(r"[\s_]*\d+$", "", name).strip()
+    name = re.sub(r"[\s_]+\d+$", "", name).strip()
     return name or cns[-1]

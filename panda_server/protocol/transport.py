@@ -2,7 +2,8 @@
 
 requests with keep-alive; the proxy file (cert + key + chain) is the client certificate and
 the server is verified against X509_CERT_DIR (a hashed CA directory) or a CA file. Environment
-CA bundles are ignored on purpose (trust_env=False): grid hosts are signed by grid CAs.
+CA bundles are ignored on purpose (trust_env=False): grid hosts are signed by grid CAs. A WLCG
+bearer token, if given, goes as `Authorization: Bearer` on HTTPS calls only (never in clear text).
 """
 
 from __future__ import annotations
@@ -22,9 +23,17 @@ class TransportError(RuntimeError):
 
 class PandaSession:
     def __init__(
-        self, *, url: str, url_ssl: str, proxy: str | None, ca: str | bool | None, timeout: float = 120
+        self,
+        *,
+        url: str,
+        url_ssl: str,
+        proxy: str | None,
+        ca: str | bool | None,
+        timeout: float = 120,
+        token: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.token = token
         self.url_ssl = url_ssl.rstrip("/")
         self.timeout = timeout
         self.http = requests.Session()
@@ -34,6 +43,8 @@ class PandaSession:
             self.http.cert = proxy
 
     def _post(self, url: str, **kwargs: Any) -> requests.Response:
+        if self.token and url.startswith("https://"):
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {self.token}"}
         try:
             response = self.http.post(url, timeout=self.timeout, **kwargs)
         except (requests.RequestException, OSError) as exc:  # OSError: unreadable proxy file

@@ -76,6 +76,49 @@ def decode_body(
     return dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
 
 
+# Parameter bounds (issue 4 hardening): every request's parameters pass check_params before any
+# use case sees them. Large fields are the documents a pilot or client legitimately sends; they
+# are bounded by the body limit only. Everything else is a short value.
+MAX_PARAMS = 256
+MAX_KEY_LENGTH = 64
+MAX_VALUE_LENGTH = 64 * 1024
+LARGE_FIELDS = frozenset({"jobs", "xml", "metaData", "pilotLog", "stdout", "jobMetrics", "meta_data",
+                          "pilot_log", "job_metrics", "job_output_report", "jobOutputReport"})  # fmt: skip
+
+
+def _check_value(key: str, value: Any, depth: int = 0) -> None:
+    if depth > 4:
+        raise BodyError(f"parameter {key} is nested too deeply")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BodyError(f"parameter {key} contains a NUL character")
+        if len(value) > MAX_VALUE_LENGTH and key not in LARGE_FIELDS:
+            raise BodyError(f"parameter {key} is {len(value)} characters long (at most {MAX_VALUE_LENGTH})")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_value(key, item, depth + 1)
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            _check_value(f"{key}.{k}", item, depth + 1)
+    elif value is not None and not isinstance(value, (int, float)):
+        raise BodyError(f"parameter {key} has an unsupported type {type(value).__name__}")
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Refuse parameter sets no client sends: too many, odd names, NULs, oversized values."""
+    if len(params) > MAX_PARAMS:
+        raise BodyError(f"{len(params)} parameters (at most {MAX_PARAMS})")
+    for key, value in params.items():
+        if (
+            not isinstance(key, str)
+            or not key
+            or len(key) > MAX_KEY_LENGTH
+            or not (key.isascii() and key.replace("_", "a").isalnum())
+        ):
+            raise BodyError(f"bad parameter name {str(key)[:MAX_KEY_LENGTH]!r}: letters, digits and _ only")
+        _check_value(key, value)
+
+
 def accepts_json(accept_header: str | None) -> bool:
     return "application/json" in (accept_header or "")
 

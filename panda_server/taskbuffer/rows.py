@@ -57,7 +57,9 @@ _FILES = (
     "SELECT " + ", ".join(f'"{c.name}"' for c in FILE_COLUMNS)
     + ' FROM filestable4 WHERE "PandaID" = ANY(%(ids)s) ORDER BY "rowID"'
 )  # fmt: skip
-_PARAMS = 'SELECT "PandaID", "jobParameters" FROM jobparamstable WHERE "PandaID" = ANY(%(ids)s)'
+_PARAMS = (
+    'SELECT "PandaID", "jobParameters", "jobSignature" FROM jobparamstable WHERE "PandaID" = ANY(%(ids)s)'
+)
 
 
 def files_of(conn: Connection, ids: Sequence[int]) -> dict[int, list[FileSpec]]:
@@ -70,8 +72,13 @@ def files_of(conn: Connection, ids: Sequence[int]) -> dict[int, list[FileSpec]]:
 
 
 def job_parameters(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
+    return {pid: params for pid, (params, _signature) in signed_parameters(conn, ids).items()}
+
+
+def signed_parameters(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str | None, str | None]]:
+    """{PandaID: (jobParameters, jobSignature)}: what getJob sends (signature NULL if unsigned)."""
     found = fetch(conn, _PARAMS, {"ids": [int(i) for i in ids]})
-    return {r["PandaID"]: r["jobParameters"] for r in found}
+    return {r["PandaID"]: (r["jobParameters"], r["jobSignature"]) for r in found}
 
 
 def job_metadata(conn: Connection, ids: Sequence[int]) -> dict[int, str]:

@@ -4,18 +4,25 @@ S08 TaskBuffer.storeJobs / DBProxy.insertNewJob: PandaIDs from the sequence, $PA
 (and the job parameters that name them) replaced by the zero-padded PandaID, prodUserID from
 the caller's certificate, a per-user jobDefinitionID, relocationFlag=1 when the submitter chose
 the site, and the user-job priority formula of §4.4 (without quotas, which nothing fills).
+
+Not classic: each job is signed with the server's job-signing key once it is final (after the
+$PANDAID substitution) and the signature is stored in jobparamstable.jobSignature; our pilot
+refuses a job whose specification no longer matches it (protocol/signing.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from panda_server.db import tables as t
-from panda_server.errors import InvalidRequest
+from panda_server.errors import InvalidRequest, PandaError, RoleRequired
+from panda_server.protocol import signing
 from panda_server.protocol.jobspec import JobSpec
 from panda_server.protocol.states import FileStatus, FileType, JobStatus
 from panda_server.taskbuffer import pandalog, rows, users
@@ -26,10 +33,18 @@ _PANDAID = re.compile(r"\$PANDAID")
 
 
 def store_jobs(
-    conn: Connection, jobs: list[JobSpec], *, dn: str, production: bool, host: str, now: dt.datetime
+    conn: Connection,
+    jobs: list[JobSpec],
+    *,
+    dn: str,
+    production: bool,
+    host: str,
+    now: dt.datetime,
+    signing_key: Path,
 ) -> list[tuple[int, int, str | None]]:
     """Insert jobs; returns [(PandaID, jobDefinitionID, jobName)] in submission order."""
     _validate(jobs, production)
+    key = load_signing_key(signing_key)  # before anything is written: no key, no unsigned jobs
     user = users.lock_user(conn, dn, now=now)
     requested = {j.jobDefinitionID for j in jobs if j.jobDefinitionID is not None}
     shared_def_id = None if requested else users.take_job_definition_id(conn, user, None, now=now)
@@ -42,7 +57,7 @@ def store_jobs(
         else:
             users.take_job_definition_id(conn, user, def_id, now=now)
         _prepare(conn, job, dn=dn, production=production, def_id=def_id, n_user_jobs=n_user_jobs, now=now)
-        _insert(conn, job, host=host)
+        _insert(conn, job, host=host, signature=signing.sign_job(job, key))
         out.append((job.PandaID, job.jobDefinitionID, job.jobName))
     pandalog.record(conn, "submitJobs", f"{host} - {len(out)} jobs PandaID={out[0][0]}..{out[-1][0]}",
                     now=now, user=user["name"])  # fmt: skip
@@ -58,7 +73,7 @@ def _validate(jobs: list[JobSpec], production: bool) -> None:
         raise InvalidRequest("no jobs in the submission")
     for index, job in enumerate(jobs):
         if not production and job.prodSourceLabel == "managed":
-            raise InvalidRequest(f"job {index}: prodSourceLabel=managed needs the production role")
+            raise RoleRequired(f"job {index}: prodSourceLabel=managed needs the production role")
         for f in job.Files:
             if not f.lfn:
                 raise InvalidRequest(f"job {index}: a file has no lfn")
@@ -114,11 +129,12 @@ def _prepare(
             f.status = FileStatus.unknown.value
 
 
-def _insert(conn: Connection, job: JobSpec, *, host: str) -> None:
+def _insert(conn: Connection, job: JobSpec, *, host: str, signature: str) -> None:
     job.creationHost = job.creationHost or host
     conn.execute(t.jobsdefined4.insert().values(**rows.job_values(job)))
     conn.execute(t.jobparamstable.insert().values(
-        PandaID=job.PandaID, modificationTime=job.creationTime, jobParameters=job.jobParameters))  # fmt: skip
+        PandaID=job.PandaID, modificationTime=job.creationTime, jobParameters=job.jobParameters,
+        jobSignature=signature))  # fmt: skip
     if not job.Files:
         return
     file_rows = []
@@ -128,3 +144,22 @@ def _insert(conn: Connection, job: JobSpec, *, host: str) -> None:
         values["modificationTime"] = job.creationTime
         file_rows.append(values)
     conn.execute(t.filestable4.insert(), file_rows)
+
+
+def load_signing_key(path: Path) -> signing.PrivateKey:
+    """The server's job-signing key (Settings.jobsign_key), read once per process."""
+    return _load_key(Path(path))
+
+
+@functools.cache
+def _load_key(path: Path) -> signing.PrivateKey:
+    try:
+        return signing.load_private_key(path)
+    except signing.SigningKeyError as exc:  # not cached: the next submission tries again
+        raise PandaError(f"cannot sign jobs: {exc}. Create the key with `panda-ca init` "
+                         "(or point PANDA_PKI_DIR at the PKI that has it) and retry") from None  # fmt: skip
+
+
+def job_signature(job: JobSpec, key_path: Path) -> str:
+    """What store_jobs stores with a job, for jobs written to the DB by other means (tests, benchmarks)."""
+    return signing.sign_job(job, load_signing_key(key_path))

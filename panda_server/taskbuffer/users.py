@@ -39,6 +39,12 @@ def take_job_definition_id(
     return value
 
 
+def is_disabled(conn: Connection, dn: str) -> bool:
+    """True if the user with this DN is marked disabled (unknown users are not)."""
+    status = conn.execute(sa.select(t.users.c.status).where(t.users.c.dn == dn)).scalar_one_or_none()
+    return status == "disabled"
+
+
 def set_status(conn: Connection, dn: str, status: str, *, now: dt.datetime) -> bool:
     """Operator action: enable/disable a user (panda-server user disable DN)."""
     result = conn.execute(sa.update(t.users).where(t.users.c.dn == dn).values(status=status, lastmod=now))

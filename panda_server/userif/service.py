@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,9 +55,12 @@ def submit_jobs(
     jobs: list[JobSpec],
     caller: Caller,
     now: dt.datetime,
+    *,
+    signing_key: Path,
 ) -> list[tuple[int, int, str | None]]:
     dn = _require_dn(caller)
-    return store.store_jobs(conn, jobs, dn=dn, production=caller.production, host=caller.host, now=now)
+    return store.store_jobs(conn, jobs, dn=dn, production=caller.production, host=caller.host, now=now,
+                            signing_key=signing_key)  # fmt: skip
 
 
 def get_jobs(conn: Connection, ids: Sequence[int], *, with_archive: bool = True) -> list[JobSpec | None]:

@@ -37,6 +37,15 @@ class Failure(Exception):
 
 
 def params() -> dict[str, Any]:
+    out = _params()
+    try:
+        wire.check_params(out)
+    except wire.BodyError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return out
+
+
+def _params() -> dict[str, Any]:
     if request.method == "GET":
         return {k: (v if len(v) > 1 else v[0]) for k, v in request.args.lists()}
     raw = request.get_data(cache=False)
@@ -68,7 +77,8 @@ def _submit(conn, p):
         jobs = wire.load_job_states(text, max_jobs=common.settings().max_jobs_per_submit)
     except wire.BodyError as exc:  # malformed states: a clear answer, not a 500
         raise InvalidRequest(str(exc)) from None
-    stored = service.submit_jobs(conn, jobs, common.caller(), common.utcnow())
+    stored = service.submit_jobs(conn, jobs, common.caller(), common.utcnow(),
+                                 signing_key=common.settings().jobsign_key)  # fmt: skip
     by_id = {j.PandaID: j for j in jobs}
     return [[pid, def_id, {"jobsetID": by_id[pid].jobsetID}] for pid, def_id, _ in stored]
 

@@ -1,7 +1,8 @@
 """/cache/: queuedata and DDM endpoints for pilots (reference/pilot.md §4), and cached files.
 
 The queuedata is rendered from the schedconfig table on each request, so a `panda-schedconfig
-sync` is visible at once. Plain files (user sandboxes) are served from Settings.cache_dir.
+sync` is visible at once. Plain files (user sandboxes) are served from Settings.cache_dir. The
+job-signing public key is served from the PKI (Settings.jobsign_pub): it is public by design.
 """
 
 from __future__ import annotations
@@ -67,6 +68,19 @@ def ddmendpoints() -> Response:
     with transaction(common.engine()) as conn:
         queues = read_queues(conn)
     return _json(export.ddmendpoints(queues, storage_root=common.settings().storage_root))
+
+
+@bp.route("/cache/jobsign-pub.pem", methods=["GET"])
+@_guarded("/cache/jobsign-pub.pem")
+def jobsign_pub() -> Response:
+    """The public half of the job-signing key: pilots verify each job's jobSignature with it."""
+    path = common.settings().jobsign_pub
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        error = f"no job-signing public key: {exc.strerror}; run panda-ca init"
+        return Response(json.dumps({"error": error}), status=404, mimetype="application/json")
+    return Response(data, mimetype="application/x-pem-file")
 
 
 @bp.route("/cache/<path:path>", methods=["GET"])

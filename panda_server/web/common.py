@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, g, has_request_context, request
 from sqlalchemy.engine import Connection, Engine
 
 from panda_server.caller import Caller
 from panda_server.db.engine import transaction
 from panda_server.errors import Forbidden, NotSecure, RoleRequired
-from panda_server.protocol import wire
+from panda_server.protocol import identity, wire
 from panda_server.settings import Settings
+from panda_server.taskbuffer import users
 from panda_server.web.auth import caller_from_environ
 from panda_server.web.policy import POLICY, Policy
+
+log = logging.getLogger("panda.access")  # one line per accepted active call, with its caller
 
 
 def settings() -> Settings:
@@ -37,6 +42,14 @@ def caller() -> Caller:
     return g.caller
 
 
+def current_user_name() -> str | None:
+    """The DN of the current request's caller, for log lines (None outside a request)."""
+    if not has_request_context():
+        return None
+    who = g.get("caller")
+    return who.dn if who is not None else None
+
+
 def in_transaction(fn: Callable[[Connection, Mapping[str, Any]], Any]) -> Callable[[Mapping[str, Any]], Any]:
     """A handler running `fn(conn, params)` in one short transaction (the caller owns it)."""
 
@@ -51,18 +64,51 @@ def enforce(key: str) -> Policy:
     """Apply the policy table entry `key` to the current request; raises on refusal."""
     policy = POLICY[key]
     who = caller()
-    if policy.secure and not who.secure:
-        raise NotSecure(f"{key.rsplit('/', 1)[-1]} needs HTTPS with a client certificate (port "
-                        f"{settings().https_port})")  # fmt: skip
-    if policy.secure and who.limited_proxy:
+    name = key.rsplit("/", 1)[-1]
+    if not policy.secure:
+        return policy
+    if not who.secure:
+        raise NotSecure(f"{name} needs HTTPS with a client certificate (port {settings().https_port})")
+    if who.limited_proxy:
         # S25 is_secure: a limited proxy is not secure, whatever its roles (DESIGN §5: refused
         # for every active call, legacy included)
         raise Forbidden("limited proxies cannot make active calls; use a full proxy")
+    if who.credential_error:
+        raise Forbidden(who.credential_error)
+    if settings().require_vo and not who.vo_member:
+        vos = ", ".join(settings().vos)
+        raise Forbidden(f"no VOMS attributes of a VO authorized for PanDA ({vos}); make the proxy with "
+                        f"voms-proxy-init -voms {settings().vos[0]}")  # fmt: skip
+    if user_disabled(who.dn):
+        raise Forbidden(f"user {identity.user_name(who.dn or '')} is disabled; ask the PanDA operators")
     if policy.role == "pilot" and not who.pilot:
-        raise RoleRequired()
+        raise RoleRequired(
+            f"{name} needs the pilot or production role; your FQANs: {', '.join(who.fqans) or 'none'}"
+        )
     if policy.role == "production" and not who.production:
-        raise RoleRequired("production role required")
+        raise RoleRequired(f"{name} needs the production role; your FQANs: {', '.join(who.fqans) or 'none'}")
+    log.info("%s from %s fqans=%s", name, who.host, ",".join(who.fqans) or "-")
     return policy
+
+
+# DN → (disabled?, when looked up): the users table asked at most once per user_status_ttl seconds
+_user_status: dict[str, tuple[bool, float]] = {}
+
+
+def user_disabled(dn: str | None) -> bool:
+    """S25 get_ban_users: is the caller marked disabled in the users table (cached per process)?"""
+    if not dn:
+        return False
+    now = time.monotonic()
+    cached = _user_status.get(dn)
+    if cached is not None and now - cached[1] < settings().user_status_ttl:
+        return cached[0]
+    with transaction(engine()) as conn:
+        disabled = users.is_disabled(conn, dn)
+    if len(_user_status) > 10000:  # bounded
+        _user_status.clear()
+    _user_status[dn] = (disabled, now)
+    return disabled
 
 
 DRAIN_FACTOR = 4  # an oversized body up to this many times the limit is read and dropped

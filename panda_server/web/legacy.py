@@ -35,14 +35,17 @@ class JsonText:
 
 
 def params() -> dict[str, Any]:
-    if request.method == "GET":
-        return request.args.to_dict()
     try:
-        return wire.decode_body(request.get_data(cache=False), request.content_type,
-                                limit=common.settings().max_body_bytes,
-                                content_encoding=request.headers.get("Content-Encoding"))  # fmt: skip
+        if request.method == "GET":
+            out = request.args.to_dict()
+        else:
+            out = wire.decode_body(request.get_data(cache=False), request.content_type,
+                                   limit=common.settings().max_body_bytes,
+                                   content_encoding=request.headers.get("Content-Encoding"))  # fmt: skip
+        wire.check_params(out)
     except wire.BodyError as exc:
         raise InvalidRequest(str(exc)) from None
+    return out
 
 
 def _get_job(conn, p):
@@ -61,7 +64,9 @@ def _submit_jobs(conn, p):
         raise InvalidRequest(str(exc)) from None
     if not jobs:
         raise InvalidRequest("jobs is required: a JSON list of job states")
-    return JsonText([list(r) for r in service.submit_jobs(conn, jobs, common.caller(), common.utcnow())])
+    stored = service.submit_jobs(conn, jobs, common.caller(), common.utcnow(),
+                                 signing_key=common.settings().jobsign_key)  # fmt: skip
+    return JsonText([list(r) for r in stored])
 
 
 def _job_states(conn, p):

@@ -13,6 +13,7 @@ import re
 from urllib.parse import urlsplit
 
 from pilot.copytools.base import TransferContext, TransferError, remove_quietly, scheme_of, temp_name
+from pilot.credentials import fd_of
 from pilot.util import commands
 
 NAME = "xrdcp"
@@ -47,9 +48,8 @@ def copy(
         os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
         target = temp_name(destination)
     env = _env(timeout, context)
-    result = commands.run(
-        [*argv, source, target], timeout=timeout, should_abort=context.should_abort, env=env
-    )
+    result = commands.run([*argv, source, target], timeout=timeout, should_abort=context.should_abort, env=env,
+                          pass_fds=_fds(context))  # fmt: skip
     if not result.ok:
         if not upload:
             remove_quietly(target)
@@ -80,7 +80,9 @@ def split_url(url: str) -> tuple[str, str]:
 
 
 def _xrdfs(argv: list[str], timeout: float, context: TransferContext, env: dict[str, str]) -> str:
-    result = commands.run(argv, timeout=timeout, should_abort=context.should_abort, env=env)
+    result = commands.run(
+        argv, timeout=timeout, should_abort=context.should_abort, env=env, pass_fds=_fds(context)
+    )
     if not result.ok:
         raise _error(result, " ".join(argv[2:4]), timeout)
     return result.stdout_tail
@@ -99,6 +101,12 @@ def _env(timeout: float, context: TransferContext) -> dict[str, str]:
     if context.ca_dir:
         env["X509_CERT_DIR"] = context.ca_dir
     return env
+
+
+def _fds(context: TransferContext) -> tuple[int, ...]:
+    """A proxy held in memory (/proc/self/fd/N) reaches xrdcp as the same descriptor number."""
+    fd = fd_of(context.proxy)
+    return () if fd is None else (fd,)
 
 
 def _error(result: commands.CommandResult, label: str, timeout: float) -> TransferError:

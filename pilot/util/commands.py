@@ -54,12 +54,14 @@ def run(
     should_abort: Callable[[], bool] | None = None,
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> CommandResult:
     """Run argv (no shell) for at most `timeout` s; kill its process group on time-out or abort.
 
     env is the complete environment (None inherits ours). A command that cannot be started gives
     returncode 127 and the reason in stderr_tail rather than an exception, so callers map it like
     any failed command. Processes the command left in its group after exiting are ended too.
+    `pass_fds`: descriptors the command inherits at the same numbers (a proxy held in memory).
     """
     if isinstance(argv, str) or not argv:
         raise TypeError("argv must be a non-empty list of arguments, not a shell string")
@@ -68,7 +70,7 @@ def run(
         try:
             proc = subprocess.Popen(
                 list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=cwd,
-                start_new_session=True, close_fds=True,
+                start_new_session=True, close_fds=True, pass_fds=tuple(pass_fds),
             )  # fmt: skip
         except OSError as exc:
             return CommandResult(127, "", f"cannot execute {argv[0]}: {exc}", False, False, 0.0)

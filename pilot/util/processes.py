@@ -9,7 +9,8 @@ are its payload's:
 * pids the caller saw earlier in the tree (`known`, pid → start time), so grandchildren that
   were orphaned (re-parented to init) or left the group with setsid are still found,
 
-and of those only processes with the pilot's own real uid, never the pilot itself or its ancestors,
+and of those only processes with the pilot's own real uid (or, when a root pilot runs the
+payload as another account, that account's uid: `uid=`), never the pilot itself or its ancestors,
 never the pilot's own process group. Never by name, never "all orphans of my user".
 
 A pid alone is not an identity (pids are reused), so every process is tracked as (pid, start time
@@ -83,6 +84,11 @@ def _real_uid(pid: int) -> int | None:
     return None
 
 
+def _owners(uid: int | None) -> frozenset[int]:
+    """The real uids a payload process may have: the pilot's own, plus the switched-to account's."""
+    return frozenset({os.getuid()} if uid is None else {os.getuid(), uid})
+
+
 def _table() -> dict[int, ProcInfo]:
     """One pass over /proc: every live (non-zombie) process. Bounded by the size of /proc."""
     table: dict[int, ProcInfo] = {}
@@ -135,11 +141,12 @@ def group_members(pgid: int) -> list[int]:
     return sorted(p for p, info in _table().items() if info.pgid == pgid)
 
 
-def payload_tree_ids(root_pid: int | None, pgid: int | None) -> dict[int, int]:
+def payload_tree_ids(root_pid: int | None, pgid: int | None, *, uid: int | None = None) -> dict[int, int]:
     """The payload's live processes as pid → start time: the root, its descendants and its group.
 
-    Filtered to the pilot's own uid, minus the pilot, its ancestors and its own process group
-    (a caller bug that passes the pilot's pid or group must not turn into killing the pilot).
+    Filtered to the pilot's own uid (and `uid`, the payload's account under identity switching),
+    minus the pilot, its ancestors and its own process group (a caller bug that passes the
+    pilot's pid or group must not turn into killing the pilot).
     """
     table = _table()
     protected = _protected(table)
@@ -154,13 +161,13 @@ def payload_tree_ids(root_pid: int | None, pgid: int | None) -> dict[int, int]:
             log.warning("refusing to treat the pilot's own process group %d as the payload's", pgid)
         else:
             pids |= {p for p, info in table.items() if info.pgid == pgid}
-    uid = os.getuid()
-    return {p: table[p].start for p in sorted(pids - protected) if _real_uid(p) == uid}
+    owners = _owners(uid)
+    return {p: table[p].start for p in sorted(pids - protected) if _real_uid(p) in owners}
 
 
-def payload_tree(root_pid: int, pgid: int) -> set[int]:
+def payload_tree(root_pid: int, pgid: int, *, uid: int | None = None) -> set[int]:
     """The payload's live pids (see payload_tree_ids for what is included and excluded)."""
-    return set(payload_tree_ids(root_pid, pgid))
+    return set(payload_tree_ids(root_pid, pgid, uid=uid))
 
 
 def _alive(pid: int, start: int) -> bool:
@@ -173,7 +180,7 @@ def still_running(ids: Mapping[int, int]) -> dict[int, int]:
     return {p: s for p, s in ids.items() if _alive(p, s)}
 
 
-def _send(pid: int, start: int, sig: int) -> bool:
+def _send(pid: int, start: int, sig: int, owners: frozenset[int]) -> bool:
     """Signal (pid, start) if it is still that very process; True when the signal was sent."""
     try:
         fd: int | None = os.pidfd_open(pid)
@@ -182,7 +189,7 @@ def _send(pid: int, start: int, sig: int) -> bool:
     except OSError:  # no pidfd support: fall back to check-then-kill
         fd = None
     try:
-        if not _alive(pid, start) or _real_uid(pid) != os.getuid():
+        if not _alive(pid, start) or _real_uid(pid) not in owners:
             return False
         if fd is None:
             os.kill(pid, sig)
@@ -196,7 +203,7 @@ def _send(pid: int, start: int, sig: int) -> bool:
             os.close(fd)
 
 
-def _signal_group(pgid: int | None, sig: int) -> None:
+def _signal_group(pgid: int | None, sig: int, owners: frozenset[int]) -> None:
     """killpg the payload's group, which also catches children forked since the last snapshot.
 
     Only when every live member is ours and none is the pilot: a group id left over from a finished
@@ -206,8 +213,7 @@ def _signal_group(pgid: int | None, sig: int) -> None:
         return
     table = _table()
     members = [p for p, info in table.items() if info.pgid == pgid]
-    uid = os.getuid()
-    if not members or _protected(table) & set(members) or any(_real_uid(p) != uid for p in members):
+    if not members or _protected(table) & set(members) or any(_real_uid(p) not in owners for p in members):
         return
     try:
         os.killpg(pgid, sig)
@@ -215,8 +221,8 @@ def _signal_group(pgid: int | None, sig: int) -> None:
         pass
 
 
-def _signal_each(tracked: Mapping[int, int], sig: int) -> list[int]:
-    return [pid for pid, start in tracked.items() if _send(pid, start, sig)]
+def _signal_each(tracked: Mapping[int, int], sig: int, owners: frozenset[int]) -> list[int]:
+    return [pid for pid, start in tracked.items() if _send(pid, start, sig, owners)]
 
 
 def _reap(tracked: Mapping[int, int]) -> None:
@@ -239,9 +245,11 @@ class _Tree:
     has exited, or the group has no live member, their numbers may be reused by strangers.
     """
 
-    def __init__(self, root_pid: int | None, pgid: int | None, known: Mapping[int, int], reap: bool):
+    def __init__(self, root_pid: int | None, pgid: int | None, known: Mapping[int, int], reap: bool,
+                 uid: int | None = None):  # fmt: skip
+        self.uid, self.owners = uid, _owners(uid)
         self.tracked = {p: s for p, s in known.items() if _alive(p, s)}
-        self.tracked.update(payload_tree_ids(root_pid, pgid))
+        self.tracked.update(payload_tree_ids(root_pid, pgid, uid=uid))
         self.root = root_pid if root_pid in self.tracked else None
         self.pgid = pgid
         self.reap = reap
@@ -260,7 +268,8 @@ class _Tree:
             self.root = None
         if self.pgid is not None and not group_members(self.pgid):
             self.pgid = None  # the group is empty: its number is free for reuse from now on
-        new = {p: s for p, s in payload_tree_ids(self.root, self.pgid).items() if p not in self.tracked}
+        new = {p: s for p, s in payload_tree_ids(self.root, self.pgid, uid=self.uid).items()
+               if p not in self.tracked}  # fmt: skip
         self.tracked.update(new)
         return new
 
@@ -269,9 +278,9 @@ class _Tree:
 
         One by one first, so the report is exact; the group last, for children forked meanwhile.
         """
-        sent = _signal_each(self.tracked if only is None else only, sig)
+        sent = _signal_each(self.tracked if only is None else only, sig, self.owners)
         if only is None:
-            _signal_group(self.pgid, sig)
+            _signal_group(self.pgid, sig, self.owners)
         return sent
 
 
@@ -282,15 +291,17 @@ def kill_tree(
     grace: float = 10.0,
     known: Mapping[int, int] | None = None,
     reap: bool = True,
+    uid: int | None = None,
 ) -> KillReport:
     """Terminate the payload's whole tree: SIGTERM, up to `grace` s to exit, then SIGKILL.
 
     `known` (pid → start time, from payload_tree_ids) adds processes seen earlier that may have
     left the tree since. With `reap`, our own children among them are waited for (WNOHANG);
     pass reap=False when the caller waits for the root itself (it wants the exit status).
-    A SIGCONT follows the SIGTERM so that stopped processes can act on it.
+    A SIGCONT follows the SIGTERM so that stopped processes can act on it. `uid`: the account a
+    root pilot runs the payload as (identity switching), whose processes may be signalled too.
     """
-    tree = _Tree(root_pid, pgid, known or {}, reap)
+    tree = _Tree(root_pid, pgid, known or {}, reap, uid)
     report = KillReport(signalled=tree.signal(signal.SIGTERM))
     tree.signal(signal.SIGCONT)
     deadline = time.monotonic() + max(grace, 0.0)

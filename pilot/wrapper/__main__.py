@@ -1,4 +1,9 @@
-"""python -m pilot.wrapper CONFIG: run (or recover) one job; the pilot reads the result file."""
+"""python -m pilot.wrapper CONFIG [--credential-socket NAME]: run (or recover) one job.
+
+The pilot reads the result from the job's state file. With a concealed proxy the wrapper first
+makes itself non-dumpable, then fetches the proxy's memfd from the pilot's socket NAME
+(pilot.credentials); it never writes the proxy or its path anywhere.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +13,24 @@ import sys
 import time
 from pathlib import Path
 
+from pilot import credentials, glexec, probes, workdir
 from pilot import job as jobmod
-from pilot import probes, workdir
 from pilot.errors import CAUGHT_SIGNALS, PilotFailure, signal_error
 from pilot.wrapper import runjob
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m pilot.wrapper CONFIG.json", file=sys.stderr)
+    # first of all: nothing of this process may be readable by a same-uid process once it holds the proxy
+    dumpable_off = credentials.set_non_dumpable()
+    if len(argv) not in (1, 3) or (len(argv) == 3 and argv[1] != "--credential-socket"):
+        print("usage: python -m pilot.wrapper CONFIG.json [--credential-socket NAME]", file=sys.stderr)
         return 2
     cfg = workdir.read_json(Path(argv[0]))
     if not isinstance(cfg, dict):
         print(f"cannot read wrapper config {argv[0]}", file=sys.stderr)
         return 2
     jobdir = Path(cfg["jobdir"])
+    glexec.lock_down(jobdir)
     fmt = "%(asctime)s wrapper PandaID=" + jobdir.name.split("-")[-1] + " %(levelname)s %(message)s"
     # to the pilot's stderr (its log) and to wrapper.log in the job dir (so into the log tarball)
     logging.basicConfig(level=logging.DEBUG if cfg.get("debug") else logging.INFO, format=fmt,
@@ -30,6 +38,17 @@ def main(argv: list[str]) -> int:
     # The pilot asks for kills through KILL_REQUEST; a signal (batch system, terminal) becomes one too.
     for signum in CAUGHT_SIGNALS:
         signal.signal(signum, lambda n, _f: workdir.request_kill(jobdir, signal_error(n), f"job wrapper got {signal.Signals(n).name}"))  # fmt: skip
+    if len(argv) == 3:
+        try:
+            if not dumpable_off:
+                raise OSError("this process cannot be made non-dumpable")
+            cfg["proxy"] = credentials.receive(argv[2]).path  # in memory only, never written
+        except OSError as exc:
+            diag = f"the job wrapper could not get the pilot's proxy: {exc}"
+            logging.error(diag)
+            workdir.update_state(jobdir, phase="done", result={"state": "failed", "pilotErrorCode": 1163,
+                                                               "pilotErrorDiag": diag, "xml": {}})  # fmt: skip
+            return 0
     try:
         job = jobmod.parse(workdir.read_json(jobdir / workdir.JOB_FILE) or {})
     except PilotFailure as exc:

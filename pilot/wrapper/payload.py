@@ -11,6 +11,10 @@ behind on the node.
 The main process is waited for with waitid(WNOWAIT) first and reaped only after the leftovers are
 dealt with: while it is an unreaped zombie, neither its pid nor its process-group id can be reused,
 so the group id still names this payload when the leftovers are killed.
+
+Under identity switching (pilot.glexec) the payload runs as another account: bash is started with
+that uid, gid and groups (umask 022), and the monitor and the kills also count that uid's
+processes as the payload's (the pilot is root then, so it may signal them).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pilot.errors import CODES, PilotFailure, signal_error
+from pilot.glexec import PAYLOAD_UMASK, Account
 from pilot.util import processes
 
 log = logging.getLogger(__name__)
@@ -67,10 +72,18 @@ def _never() -> Verdict | None:
     return None
 
 
-def _spawn(command: str, cwd: Path, env: Mapping[str, str], stdout: Path, stderr: Path) -> subprocess.Popen:
-    """Start bash in a new session; the parent's copies of the output files are closed at once."""
+def _no_links(path: str, flags: int) -> int:
+    """open() that never follows a link planted in the job dir."""
+    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
+
+
+def _spawn(command: str, cwd: Path, env: Mapping[str, str], stdout: Path, stderr: Path,
+           account: Account | None = None) -> subprocess.Popen:  # fmt: skip
+    """Start bash in a new session (as `account` if given); the parent's copies of the output files are closed at once."""
+    identity = {} if account is None else {"user": account.uid, "group": account.gid,
+                                           "extra_groups": list(account.groups), "umask": PAYLOAD_UMASK}  # fmt: skip
     try:
-        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        with open(stdout, "wb", opener=_no_links) as out, open(stderr, "wb", opener=_no_links) as err:
             return subprocess.Popen(
                 ["/bin/bash", "-c", command],
                 cwd=cwd,
@@ -80,17 +93,22 @@ def _spawn(command: str, cwd: Path, env: Mapping[str, str], stdout: Path, stderr
                 stderr=err,
                 start_new_session=True,
                 close_fds=True,
+                **identity,
             )
     except OSError as exc:
+        if account is not None:
+            raise PilotFailure(
+                CODES["IDENTITYSWITCH"], f"could not start the payload as {account.name}: {exc}"
+            ) from exc
         raise PilotFailure(CODES["PAYLOADEXECUTIONEXCEPTION"], f"could not start the payload: {exc}") from exc
 
 
 class _Run:
     """One running payload: its identity, what was seen of it, and how it ended."""
 
-    def __init__(self, proc: subprocess.Popen, grace: float) -> None:
+    def __init__(self, proc: subprocess.Popen, grace: float, uid: int | None = None) -> None:
         self.proc, self.pid, self.pgid = proc, proc.pid, proc.pid  # own session: pgid == pid
-        self.grace = grace
+        self.grace, self.uid = grace, uid  # uid: the switched-to account's, else None
         self.t0 = time.monotonic()
         self.ended: float | None = None
         try:
@@ -131,7 +149,7 @@ class _Run:
     def sample(self) -> PayloadSample:
         """Measure the payload now; remember its processes so orphans can still be killed later."""
         self.tracked = processes.still_running(self.tracked)
-        self.tracked.update(processes.payload_tree_ids(self.pid, self.pgid))
+        self.tracked.update(processes.payload_tree_ids(self.pid, self.pgid, uid=self.uid))
         pids = frozenset(self.tracked)
         rss, cpu = processes.tree_rss_kb(pids), processes.tree_cpu_seconds(pids)
         self.max_rss_kb, self.cpu_seconds = max(self.max_rss_kb, rss), max(self.cpu_seconds, cpu)
@@ -141,7 +159,8 @@ class _Run:
         """Kill the payload tree (the main process is reaped later, by reap())."""
         self.killed = verdict
         log.warning("killing payload pid %d: %s", self.pid, verdict[1] if verdict else "pilot exception")
-        report = processes.kill_tree(self.pid, self.pgid, grace=self.grace, known=self.tracked, reap=False)
+        report = processes.kill_tree(self.pid, self.pgid, grace=self.grace, known=self.tracked, reap=False,
+                                     uid=self.uid)  # fmt: skip
         log.info(
             "payload kill: SIGTERM %s, SIGKILL %s, left %s",
             report.signalled,
@@ -153,10 +172,13 @@ class _Run:
 
     def kill_leftovers(self) -> None:
         """Kill what the payload left running after its main process exited."""
-        left = processes.still_running(self.tracked) | processes.payload_tree_ids(self.pid, self.pgid)
+        left = processes.still_running(self.tracked) | processes.payload_tree_ids(
+            self.pid, self.pgid, uid=self.uid
+        )
         if not left:
             return
-        report = processes.kill_tree(self.pid, self.pgid, grace=self.grace, known=self.tracked, reap=False)
+        report = processes.kill_tree(self.pid, self.pgid, grace=self.grace, known=self.tracked, reap=False,
+                                     uid=self.uid)  # fmt: skip
         self.leftovers = tuple(sorted(set(left) | set(report.signalled) | set(report.survivors_killed)))
         log.warning(
             "the payload left processes %s running after it exited: killed them", list(self.leftovers)
@@ -221,14 +243,17 @@ def run_payload(
     poll: float = 0.5,
     grace: float = 10.0,
     monitor: Callable[[PayloadSample], Verdict | None] | None = None,
+    account: Account | None = None,
 ) -> PayloadResult:
     """Run the payload to its end, killing it (and everything it started) on a verdict.
 
     Every `poll` s: `should_kill()`, the wall-time limit, then `monitor(sample)`; the first
     (code, diag) wins and becomes `killed`. An exception in a callback kills the payload too,
-    then propagates. Raises PilotFailure(1310) when bash cannot even be started.
+    then propagates. Raises PilotFailure(1310) when bash cannot even be started. `account`: run
+    as that local account (identity switching; the caller must be root).
     """
-    run = _Run(_spawn(command, cwd, env, stdout_path, stderr_path), grace)
+    run = _Run(_spawn(command, cwd, env, stdout_path, stderr_path, account), grace,
+               None if account is None else account.uid)  # fmt: skip
     try:
         if on_start is not None:
             on_start(run.pid)

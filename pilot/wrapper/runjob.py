@@ -8,6 +8,10 @@ The wrapper never talks to the PanDA server. Its phases, recorded in the job sta
 
 `holding` means the payload succeeded but its outputs or log could not be stored: the job dir is
 kept for job recovery (`recover`), which re-runs only the stage-out of what is missing.
+
+On a queue with `glexec` and a root pilot, the payload runs as the account its owner maps to
+(pilot.glexec); the account is settled first, so that a job that cannot be switched fails (1391)
+before anything is staged in or started.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pilot import infosys, probes, watchdog, workdir
+from pilot import credentials, glexec, infosys, probes, watchdog, workdir
 from pilot.errors import PilotFailure
 from pilot.job import Job, OutFile
 from pilot.util import processes
@@ -36,6 +40,7 @@ class Outcome:
         self.code, self.diag, self.trans_exit, self.exe_diag = 0, "", 0, ""
         self.timing: dict[str, float] = {}
         self.cpu, self.max_rss_kb = 0.0, 0
+        self.account: glexec.Account | None = None  # the payload's account under identity switching
 
     def fail(self, code: int, diag: str) -> None:
         if self.code == 0:
@@ -43,14 +48,18 @@ class Outcome:
             log.warning("error %d: %s", code, diag)
 
 
-def payload_env(job: Job, jobdir: Path, cfg: Mapping[str, Any]) -> dict[str, str]:
-    """Only what the payload needs: no credentials (X509_USER_PROXY is not passed on)."""
+def payload_env(
+    job: Job, jobdir: Path, cfg: Mapping[str, Any], account: glexec.Account | None = None
+) -> dict[str, str]:
+    """Only what the payload needs, never a credential variable (not even from the queue's environ)."""
     env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ") if k in os.environ}
     env.update(cfg["payload_environ"])
     env.update(HOME=str(jobdir), TMPDIR=str(jobdir), PANDAID=str(job.PandaID), PanDA_TaskID=job.taskID,
                PILOT_HOME=cfg["pilot_home"], PILOT_WORK_DIR=str(jobdir), PANDA_SITE=cfg["queuedata"].get("siteid", ""),
                PANDA_QUEUE=cfg["queuedata"]["nickname"], ATHENA_CORE_NUMBER=str(job.coreCount))  # fmt: skip
-    return env
+    if account is not None:
+        env.update(USER=account.name, LOGNAME=account.name)
+    return credentials.without_credentials(env)
 
 
 def run(job: Job, jobdir: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,7 +71,7 @@ def run(job: Job, jobdir: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
         # a transfer aborted by a kill request reports the kill's reason (1144, 1201, …)
         out.fail(*(workdir.kill_request(jobdir) or (exc.code, exc.diag)))
     if out.code == 0:
-        _check_outputs(job, jobdir, out)
+        _check_outputs(job, jobdir, out, out.account)
     # the log is stored even for a killed job (classic pilot): stage-out ignores kill requests
     return _stage_out_all(job, jobdir, cfg, out, _never, payload_ok=out.code == 0, done={})
 
@@ -93,7 +102,12 @@ def _setup_stagein_payload(
     job: Job, jobdir: Path, cfg: Mapping[str, Any], out: Outcome, should_abort
 ) -> None:
     t0 = time.monotonic()
-    env = payload_env(job, jobdir, cfg)
+    account = out.account = glexec.target(job.raw.get("prodUserID", ""), cfg)
+    if account is not None:
+        glexec.prepare(jobdir, account)
+        log.info("the payload will run as %s (uid %d, gid %d), mapped from %s", account.name, account.uid,
+                 account.gid, job.raw.get("prodUserID"))  # fmt: skip
+    env = payload_env(job, jobdir, cfg, account)
     workdir.update_state(jobdir, phase="stagein")
     turls = transfers.stage_in(job, jobdir, cfg, should_abort)
     out.timing["stagein"] = time.monotonic() - t0
@@ -102,14 +116,21 @@ def _setup_stagein_payload(
     cmd = trf.command(job, jobdir, cfg, job_pars, env.get("PATH", ""), should_abort)
     _abort_if_asked(jobdir)
     workdir.update_state(jobdir, phase="running", command=cmd)
+    if account is not None:
+        glexec.open_to_payload(jobdir, [f.lfn for f in job.inputs], ("payload.stdout", "payload.stderr"))
     t1 = time.monotonic()
-    result = payload.run_payload(
-        cmd, cwd=jobdir, env=env, stdout_path=jobdir / "payload.stdout", stderr_path=jobdir / "payload.stderr",
-        walltime=_walltime(job, cfg), should_kill=lambda: workdir.kill_request(jobdir),
-        on_start=lambda pid: workdir.update_state(jobdir, payload_pid=pid, payload_start=time.time(),
-                                                  payload_start_ticks=_start_ticks(pid)),
-        poll=0.5, grace=cfg["kill_grace"], monitor=_monitor(job, jobdir, cfg),
-    )  # fmt: skip
+    try:
+        result = payload.run_payload(
+            cmd, cwd=jobdir, env=env, stdout_path=jobdir / "payload.stdout", stderr_path=jobdir / "payload.stderr",
+            walltime=_walltime(job, cfg), should_kill=lambda: workdir.kill_request(jobdir),
+            on_start=lambda pid: workdir.update_state(jobdir, payload_pid=pid, payload_start=time.time(),
+                                                      payload_start_ticks=_start_ticks(pid),
+                                                      payload_uid=account.uid if account else None),
+            poll=0.5, grace=cfg["kill_grace"], monitor=_monitor(job, jobdir, cfg), account=account,
+        )  # fmt: skip
+    finally:
+        if account is not None:
+            glexec.close_to_payload(jobdir)
     out.timing["payload"] = time.monotonic() - t1
     out.cpu, out.max_rss_kb = result.cpu_seconds, result.max_rss_kb
     code, out.trans_exit, diag = payload.interpret(result, _tail(jobdir / "payload.stderr"))
@@ -164,16 +185,30 @@ def _monitor(job: Job, jobdir: Path, cfg: Mapping[str, Any]):
     return check
 
 
-def _check_outputs(job: Job, jobdir: Path, out: Outcome) -> None:
+def _check_outputs(job: Job, jobdir: Path, out: Outcome, account: glexec.Account | None = None) -> None:
+    """Each output a regular file in the job dir (a link could make stage-out ship any file the pilot
+    can read, its proxy included); under identity switching, one the payload's account wrote."""
     sizes = {}
     for f in job.outputs:
         if f.is_log:
             continue
         path = jobdir / f.lfn
-        if not path.is_file():
-            out.fail(1165, f"the payload did not produce its output {f.lfn} in {jobdir}")
+        st = workdir.regular_file(path)
+        if st is None:
+            what = (
+                "is not a regular file (a link?)"
+                if path.is_symlink() or path.exists()
+                else "was not produced"
+            )
+            out.fail(1165, f"the payload's output {f.lfn} {what} in {jobdir}")
             return
-        sizes[f.lfn] = path.stat().st_size
+        if account is not None and st.st_uid != account.uid:
+            out.fail(
+                1165,
+                f"the output {f.lfn} belongs to uid {st.st_uid}, not to the payload's account {account.name}",
+            )
+            return
+        sizes[f.lfn] = st.st_size
     verdict = watchdog.output_sizes(sizes, watchdog.Limits())
     if verdict:
         out.fail(*verdict)

@@ -76,6 +76,11 @@ def stage_out(job: Job, jobdir: Path, cfg: Mapping[str, Any], files: list[OutFil
     for f in files:
         if f.lfn in done:
             continue
+        if (jobdir / f.lfn).is_symlink():
+            # a link would ship whatever it points at (/proc/self/fd/N: the wrapper's own proxy)
+            raise PilotFailure(
+                1165, f"stage-out of {f.lfn}: it is a symbolic link, not a file the payload wrote"
+            )
         ddm = _ddm(f.ddmendpoint, qd)
         destination = infosys.surl(ddmconf, ddm, f.scope, f.lfn, "log" if f.is_log else "out")
         tools = infosys.copytools(qd, "log" if f.is_log else "out")

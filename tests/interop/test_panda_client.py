@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from panda_server import ca
+from panda_server import ca, pki_voms
 from panda_server.db import tables as t
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -138,7 +138,7 @@ def _json_hook(obj: dict[str, Any]) -> Any:
 
 
 def mint_user_proxy(pki, dn: str, path: Path) -> Path:
-    """A second user: a certificate from the test CA for `dn`, and its RFC 3820 proxy."""
+    """A second user: a certificate from the test CA for `dn`, and its RFC 3820 VOMS proxy (/atlas)."""
     key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
     cert = next(
         c
@@ -146,7 +146,9 @@ def mint_user_proxy(pki, dn: str, path: Path) -> Path:
         if c.public_key() == key.public_key()
     )
     user = ca.Authority(cert, key).issue(dn, kind="user")
-    ca.write_proxy_file(ca.make_proxy(user, hours=2), path)
+    voms = ca.load_credential(pki.vomscert, pki.vomskey)
+    proxy = pki_voms.make_voms_proxy(user, voms, vo=ca.VO, fqans=["/atlas"], uri=ca.VOMS_URI, hours=2)
+    ca.write_proxy_file(proxy, path)
     return path
 
 

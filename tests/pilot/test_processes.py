@@ -158,3 +158,16 @@ def test_other_uid_in_the_payload_tree_is_not_signalled(started):
     assert kids[0] not in report.signalled + report.survivors_killed
     assert _alive(kids[0])  # the teardown (which started it) kills it, by pid
     assert not _alive(proc.pid)
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_the_switched_accounts_processes_are_the_payloads_when_named(started):
+    """Identity switching: a root pilot names the payload's account (uid=), whose processes it then kills."""
+    proc = started.popen("setpriv --reuid=65534 --regid=65534 --clear-groups sleep 300 & sleep 300")
+    kids = _wait_for(lambda: [p for p in processes.descendants(proc.pid) if processes._real_uid(p) == 65534])
+    for pid in processes.descendants(proc.pid):
+        started.add(pid)
+    assert kids[0] in processes.payload_tree(proc.pid, proc.pid, uid=65534)
+    report = processes.kill_tree(proc.pid, proc.pid, grace=GRACE, uid=65534)
+    assert kids[0] in report.signalled + report.survivors_killed
+    assert not _alive(kids[0]) and not _alive(proc.pid)

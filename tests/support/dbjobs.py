@@ -9,7 +9,8 @@ from sqlalchemy.engine import Connection
 from panda_server.db import tables as t
 from panda_server.protocol.jobspec import JobSpec
 from panda_server.protocol.states import TABLE_OF, JobStatus
-from panda_server.taskbuffer import rows
+from panda_server.settings import Settings
+from panda_server.taskbuffer import rows, store
 from tests.support.jobs import simple_job
 
 
@@ -29,10 +30,12 @@ def insert_job(
     job.attemptNr = job.attemptNr or 1
     job.prodUserID = job.prodUserID or "/DC=org/DC=pandawms/OU=Users/CN=Jane Doe"
     conn.execute(t.JOB_TABLE[TABLE_OF[JobStatus(status)]].insert().values(**rows.job_values(job)))
-    conn.execute(t.jobparamstable.insert().values(PandaID=job.PandaID, jobParameters=job.jobParameters))
     for f in job.Files:
         f.PandaID = job.PandaID
         f.rowID = conn.execute(t.ROWID_SEQ.next_value()).scalar_one()
         f.lfn = f.lfn.replace("$PANDAID", f"{job.PandaID:05d}")
         conn.execute(t.filestable4.insert().values(**f.to_dict(), modificationTime=now))
+    # signed as store_jobs signs (with the test PKI's key: tests/conftest.py sets PANDA_PKI_DIR)
+    conn.execute(t.jobparamstable.insert().values(PandaID=job.PandaID, jobParameters=job.jobParameters,
+                                                  jobSignature=store.job_signature(job, Settings.from_env().jobsign_key)))  # fmt: skip
     return job.PandaID

@@ -15,6 +15,7 @@ from pathlib import Path
 import requests
 
 from panda_server.db.localpg import free_port
+from panda_server.tokens import LOCAL_ISSUER
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -55,8 +56,10 @@ def server_env(
         PANDA_DATABASE_URL=db_url, PANDA_PKI_DIR=str(pki.root), PANDA_HTTPS_PORT=str(https_port),
         PANDA_HTTP_PORT=str(http_port), PANDA_HOST="127.0.0.1", PANDA_SERVER_NAME="127.0.0.1",
         PANDA_STORAGE_ROOT=str(storage_root), PANDA_CACHE_DIR=str(cache_dir), PANDA_WORKERS="2",
-        PANDA_THREADS="8",
+        PANDA_THREADS="8", PANDA_USER_STATUS_TTL="0",  # a disabled user is refused at once
     )  # fmt: skip
+    # trust the test PKI's local token issuer (panda-ca token / tokens.mint) for Bearer tokens
+    env["PANDA_TOKEN_ISSUERS"] = f"{LOCAL_ISSUER}={pki.token_issuer_pub}"
     env.update(extra or {})
     return env
 

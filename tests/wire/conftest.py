@@ -7,7 +7,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from panda_server import ca
+from panda_server import ca, pki_voms
 from tests.wire.helpers import OTHER_DN
 
 
@@ -19,7 +19,9 @@ def _trusted_authority(pki) -> ca.Authority:
 
 @pytest.fixture(scope="session")
 def extra_creds(workdir, pki):
-    """Proxy files: another user (same CA), Jane's RFC 3820 limited proxy, an untrusted CA's user."""
+    """Proxy files: another user (same CA), Jane's RFC 3820 limited proxy, an untrusted CA's user.
+
+    Proxies that should pass the VO check carry a VOMS AC of the test PKI's VOMS server (/atlas)."""
     base = workdir / "wire-creds"
     base.mkdir(exist_ok=True)
     trusted = _trusted_authority(pki)
@@ -37,13 +39,19 @@ def extra_creds(workdir, pki):
         "untrusted_cert": base / "untrusted-cert.pem",
         "untrusted_key": base / "untrusted-key.pem",
     }
-    ca.write_proxy_file(ca.make_proxy(other), paths["other"])
-    limited = ca.make_proxy(jane, limited=True)
+    voms = ca.load_credential(pki.vomscert, pki.vomskey)
+
+    def voms_proxy(owner, *fqans, limited=False):
+        return pki_voms.make_voms_proxy(owner, voms, vo=ca.VO, fqans=fqans or ("/atlas",), uri=ca.VOMS_URI,
+                                        limited=limited)  # fmt: skip
+
+    ca.write_proxy_file(voms_proxy(other), paths["other"])
+    limited = voms_proxy(jane, limited=True)
     ca.write_proxy_file(limited, paths["limited"])
     ca.write_proxy_file(ca.make_proxy(limited), paths["from_limited"])  # Globus: limited as well
-    ca.write_proxy_file(ca.make_proxy(jane), paths["full"])
+    ca.write_proxy_file(voms_proxy(jane), paths["full"])
     robot = ca.load_credential(pki.pilotcert, pki.pilotkey)
-    ca.write_proxy_file(ca.make_proxy(robot, limited=True), paths["pilot_limited"])
+    ca.write_proxy_file(voms_proxy(robot, "/atlas/Role=pilot", limited=True), paths["pilot_limited"])
     ca.write_proxy_file(ca.make_proxy(evil_user), paths["untrusted"])
     ca.write_credential(evil_user, paths["untrusted_cert"], paths["untrusted_key"])
     return paths
@@ -58,7 +66,7 @@ def user(live):
 
 @pytest.fixture
 def pilot(live):
-    """The pilot's proxy: pilot role through PANDA_PILOT_DNS."""
+    """The pilot's proxy: pilot role through its VOMS attribute /atlas/Role=pilot."""
     with live.session(live.pki.pilot_proxy) as s:
         yield s
 

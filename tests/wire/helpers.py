@@ -22,6 +22,7 @@ from panda_server.db import tables as t
 from panda_server.protocol import wire
 from panda_server.protocol.jobspec import FileSpec, JobSpec
 from panda_server.protocol.states import TABLE_OF, JobStatus
+from panda_server.settings import Settings
 from panda_server.taskbuffer import rows, store
 from tests.support.jobs import simple_job
 
@@ -38,12 +39,28 @@ def utcnow() -> dt.datetime:
 # --- set-up through the DB ------------------------------------------------------------------
 
 
+def snapshot(engine):
+    """Everything an active call could change."""
+    with engine.connect() as conn:
+        jobs = sorted(
+            (name, r.PandaID, r.jobStatus, r.commandToPilot, r.modificationTime, r.modificationHost)
+            for name, tb in t.JOB_TABLE.items()
+            for r in conn.execute(sa.select(tb))
+        )
+        counts = {
+            tb.name: conn.execute(sa.select(sa.func.count()).select_from(tb)).scalar_one()
+            for tb in (t.filestable4, t.metatable, t.job_output_report, t.users, t.jobparamstable)
+        }
+    return jobs, counts
+
+
 def store_jobs(
     engine: Engine, jobs: Sequence[JobSpec], *, dn: str = USER_DN, production: bool = True
 ) -> list[int]:
     """Insert jobs as `defined` through the task buffer, as a production manager by default."""
     with engine.begin() as conn:
-        stored = store.store_jobs(conn, list(jobs), dn=dn, production=production, host="test", now=utcnow())
+        stored = store.store_jobs(conn, list(jobs), dn=dn, production=production, host="test", now=utcnow(),
+                                  signing_key=Settings.from_env().jobsign_key)  # fmt: skip
     return [pid for pid, _, _ in stored]
 
 

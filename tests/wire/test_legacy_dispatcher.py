@@ -218,12 +218,12 @@ def test_get_job_skips_jobs_with_a_command_for_the_pilot(live, clean_db, pilot):
     assert job_row(clean_db, killed)[1]["jobStatus"] == "activated"
 
 
-def test_get_job_without_pilot_role_only_gets_own_jobs(live, clean_db, user):
+def test_get_job_without_pilot_role_is_refused_with_60(live, clean_db, user):
+    """S25 (and issue 4): getJob needs the pilot or production role, even for the caller's own jobs."""
     mine = activated(clean_db, [simple_job(SITE, priority=1)], dn=USER_DN)
-    theirs = activated(clean_db, [simple_job(SITE, priority=900)], dn=OTHER_DN)
-    # asking for another user's jobs does not help: the caller's DN wins
-    assert drain(user, live, prodUserID=OTHER_DN) == mine
-    assert job_row(clean_db, theirs[0])[1]["jobStatus"] == "activated"
+    out = get_job(user, live, prodUserID=USER_DN)
+    assert out["StatusCode"] == "60" and "pilot or production role" in out["errorDialog"], out
+    assert job_row(clean_db, mine[0])[1]["jobStatus"] == "activated"
 
 
 def test_get_job_pilot_may_restrict_to_one_user(live, clean_db, pilot):

@@ -93,7 +93,7 @@ def test_submit_jobs_managed_label_needs_production_role(live, clean_db, user, p
         r = legacy(session, live.https_url, "submitJobs",
                    jobs=wire.dump_job_states([simple_job("CLOUDA_T1", label="managed")]))  # fmt: skip
         out = reply(r)
-        assert out["StatusCode"] == "30"
+        assert out["StatusCode"] == "60"  # StatusCode ROLE
         assert "production" in out["errorDialog"]
     assert count_jobs(clean_db) == 0
 

@@ -115,3 +115,32 @@ def test_state_changing_v1_routes_are_post_only():
 
 def test_no_static_route(app):
     assert "/static/<filename>" not in endpoints(app)
+
+
+# The issue-4 rules, as the table must state them (the wire and security tests check behaviour).
+PILOT_ROLE = {"getJob", "updateJob", "getStatus", "checkJobStatus", "pilot/acquire_jobs", "pilot/update_job",
+              "pilot/get_job_status"}  # fmt: skip
+OWNER_RULES = {"submitJobs": "submitter", "job/submit": "submitter", "killJobs": "own-jobs", "job/kill": "own-jobs",
+               "reassignJobs": "own-jobs", "job/reassign": "own-jobs"}  # fmt: skip
+
+
+def _key(name: str) -> str:
+    return f"/api/v1/{name}" if "/" in name else f"/server/panda/{name}"
+
+
+def test_pilot_calls_need_the_pilot_role():
+    for name in PILOT_ROLE:
+        policy = POLICY[_key(name)]
+        assert policy.secure and policy.role == "pilot", name
+
+
+def test_owner_rules_are_declared():
+    for name, rule in OWNER_RULES.items():
+        assert POLICY[_key(name)].secure and POLICY[_key(name)].owner == rule, name
+    assert {p.owner for p in POLICY.values()} <= {None, "submitter", "own-jobs"}
+
+
+def test_everything_that_changes_state_is_secure():
+    for key, policy in POLICY.items():
+        if "POST" in policy.methods and key.startswith("/api/v1/") and not policy.secure:
+            assert key in ("/api/v1/system/is_alive", "/api/v1/metaconfig/get_site_specs"), key

@@ -10,9 +10,7 @@ import urllib.parse
 
 import pytest
 import requests
-import sqlalchemy as sa
 
-from panda_server.db import tables as t
 from panda_server.protocol import wire
 from panda_server.web import api_v1, legacy
 from panda_server.web.policy import POLICY
@@ -24,6 +22,7 @@ from tests.wire.helpers import (
     force_status,
     job_row,
     reply,
+    snapshot,
     urlencoded,
     user_job,
 )
@@ -36,21 +35,6 @@ def v1_body(waiting, running):
     """Parameters that would change something if a v1 call were let through."""
     return {**V1_BODY, "job_ids": [waiting, running], "job_id": running,
             "jobs": wire.dump_job_states([user_job()])}  # fmt: skip
-
-
-def snapshot(engine):
-    """Everything an active call could change."""
-    with engine.connect() as conn:
-        jobs = sorted(
-            (name, r.PandaID, r.jobStatus, r.commandToPilot, r.modificationTime, r.modificationHost)
-            for name, tb in t.JOB_TABLE.items()
-            for r in conn.execute(sa.select(tb))
-        )
-        counts = {
-            tb.name: conn.execute(sa.select(sa.func.count()).select_from(tb)).scalar_one()
-            for tb in (t.filestable4, t.metatable, t.job_output_report, t.users, t.jobparamstable)
-        }
-    return jobs, counts
 
 
 @pytest.fixture
@@ -315,9 +299,10 @@ def test_body_above_the_limit_is_413(live, clean_db, pilot, path):
 
 
 def test_body_at_the_limit_is_read(live, pilot):
+    """A document field (metaData, xml, ...) may fill the whole body limit."""
     filler = "x" * (BIG - 200)
     r = pilot.post(
-        f"{live.https_url}/server/panda/getJob", data={"siteName": SITE, "padding": filler}, timeout=60
+        f"{live.https_url}/server/panda/getJob", data={"siteName": SITE, "metaData": filler}, timeout=60
     )
     assert urlencoded(r)["StatusCode"] == "20"
 
@@ -337,6 +322,13 @@ def test_identity_headers_do_not_make_http_secure(live, clean_db, jobs):
             assert urlencoded(r)["StatusCode"] == "40"
             r = anonymous.post(
                 f"{live.https_url}/server/panda/{method}", data=params, headers=spoof, timeout=TIMEOUT
+            )
+            # over HTTPS the (unsigned) bearer token is read, and refused: never a fallback to headers
+            out = urlencoded(r)
+            assert out["StatusCode"] == "70" and "bearer token refused" in out["errorDialog"], out
+            no_token = {k: v for k, v in spoof.items() if k != "Authorization"}
+            r = anonymous.post(
+                f"{live.https_url}/server/panda/{method}", data=params, headers=no_token, timeout=TIMEOUT
             )
             assert urlencoded(r)["StatusCode"] == "40"
     assert snapshot(clean_db) == before
