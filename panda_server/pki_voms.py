@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from panda_server.pki import CLOCK_SKEW, Credential, make_proxy, utcnow
-from panda_server.protocol.voms import VOMS_AC_OID, VOMS_CERTS_OID
+from panda_server.protocol.voms import VOMS_AC_OID, VOMS_CERTS_OID, end_entity
 
 SHA256_RSA = "1.2.840.113549.1.1.11"
 FQAN_ATTRIBUTE = "1.3.6.1.4.1.8005.100.100.4"
@@ -129,12 +129,6 @@ def make_voms_proxy(
     limited: bool = False,
 ) -> Credential:
     """An RFC 3820 proxy of owner (a certificate or a proxy) carrying one AC for its end entity."""
-    holder = owner.cert
-    for cert in (owner.cert, *owner.chain):
-        try:
-            cert.extensions.get_extension_for_oid(x509.ObjectIdentifier("1.3.6.1.5.5.7.1.14"))
-        except x509.ExtensionNotFound:
-            holder = cert
-            break
+    holder = end_entity((owner.cert, *owner.chain)) or owner.cert
     ac = make_ac(holder, voms, vo=vo, fqans=fqans, uri=uri, hours=hours)
     return make_proxy(owner, hours=hours, limited=limited, extensions=[voms_extension([ac])])

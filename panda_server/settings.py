@@ -53,6 +53,9 @@ class Settings:
     # file; keys read once per process); accepted audiences (empty: url_ssl and "pandaserver"); scopes
     # mapped to FQANs as SCOPE=FQAN (e.g. panda:pilot=/atlas/Role=pilot); clock leeway in seconds
     token_issuers: tuple[str, ...] = ()
+    # The VOs each issuer speaks for, ISSUER=VO[,VO]: a token's groups/scopes become FQANs only of
+    # its issuer's VOs (as a VOMS server signs only for its own VO); an unbound issuer grants none
+    token_issuer_vos: tuple[str, ...] = ()
     token_audiences: tuple[str, ...] = ()
     token_scope_fqans: tuple[str, ...] = ()
     token_leeway: float = 60.0

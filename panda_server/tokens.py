@@ -94,9 +94,10 @@ def verify(token: str, settings: Settings, *, now: dt.datetime | None = None) ->
         raise TokenError(f"token issuer {_shown(issuer)} not trusted")
     _check_signature(token, alg, header.get("kid"), issuer, keys)
     _check_claims(claims, settings, now or dt.datetime.now(dt.UTC))
+    vos = issuer_vos(settings.token_issuer_vos).get(issuer, ())
     return TokenIdentity(
         dn=token_dn(claims),
-        fqans=token_fqans(claims, settings.token_scope_fqans),
+        fqans=tuple(f for f in token_fqans(claims, settings.token_scope_fqans) if in_vos(f, vos)),
         subject=claims["sub"],
         issuer=issuer,
         expires=dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
@@ -165,11 +166,28 @@ def token_dn(claims: Mapping[str, Any]) -> str:
     return f"/CN={base}" + (f"/CN=nickname:{nickname}" if nickname else "")
 
 
+def issuer_vos(entries: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """PANDA_TOKEN_ISSUER_VOS entries ISSUER=VO[,VO] → {issuer: (vo, ...)}."""
+    out: dict[str, tuple[str, ...]] = {}
+    for entry in entries:
+        issuer, _, vos = entry.rpartition("=")
+        out[issuer.strip()] = out.get(issuer.strip(), ()) + tuple(
+            v.strip() for v in vos.split(",") if v.strip()
+        )
+    return out
+
+
+def in_vos(fqan: str, vos: Sequence[str]) -> bool:
+    return any(fqan == f"/{vo}" or fqan.startswith(f"/{vo}/") for vo in vos)
+
+
 def group_fqan(group: str) -> str:
-    """A WLCG group as a VOMS FQAN: /atlas/pilot → /atlas/Role=pilot; /atlas, /atlas/de and
-    /atlas/Role=production stay as they are. IAM-style groups without the leading slash get one."""
+    """A WLCG group as a VOMS FQAN: /atlas/pilot → /atlas/Role=pilot, /atlas/production →
+    /atlas/Role=production (VO-level groups only: a subgroup's manager must not be able to grant
+    a role); /atlas, /atlas/de, /atlas/de/production and /atlas/Role=production stay as they are.
+    IAM-style groups without the leading slash get one."""
     parts = [p for p in group.strip().split("/") if p]
-    if len(parts) >= 2 and parts[-1] in ROLE_GROUPS:
+    if len(parts) == 2 and parts[-1] in ROLE_GROUPS:
         parts[-1] = "Role=" + parts[-1]
     return "/" + "/".join(parts)
 

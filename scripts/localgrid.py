@@ -39,6 +39,7 @@ def env() -> dict[str, str]:
     # trust Bearer tokens of the local issuer (tokens.LOCAL_ISSUER, `panda-ca token`); panda-ca init makes its key
     issuer_pub = Path(e["PANDA_PKI_DIR"]) / "token-issuer-pub.pem"
     e.setdefault("PANDA_TOKEN_ISSUERS", f"https://localhost/pandawms-token-issuer={issuer_pub}")
+    e.setdefault("PANDA_TOKEN_ISSUER_VOS", "https://localhost/pandawms-token-issuer=atlas")
     e.setdefault("PANDA_SERVER_NAME", "localhost")
     e["PATH"] = f"{Path(sys.executable).parent}:{e.get('PATH', '')}"
     return e

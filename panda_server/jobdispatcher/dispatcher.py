@@ -46,7 +46,8 @@ def get_job(conn: Connection, params: Mapping[str, Any], caller: Caller, now: dt
     n_jobs = _number(params, "nJobs") if params.get("nJobs") not in (None, "") else None
     if n_jobs is not None and not 1 <= n_jobs <= MAX_BULK_JOBS:
         raise InvalidRequest(f"nJobs must be between 1 and {MAX_BULK_JOBS}")
-    # S08: a caller without pilot/production role may only pull its own jobs
+    # the policy table lets only pilot/production roles in (S08 let users pull their own jobs);
+    # kept as defence in depth should the table ever be loosened
     prod_user = params.get("prodUserID") if caller.pilot else caller.dn
     # not cached: an operator putting a queue into test must take effect on the next getJob
     labels = dispatch.eligible_labels(params.get("prodSourceLabel"), sites.site_status(conn, site))

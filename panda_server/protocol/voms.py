@@ -36,6 +36,10 @@ VOMS_AC_OID = x509.ObjectIdentifier("1.3.6.1.4.1.8005.100.100.5")
 FQAN_ATTRIBUTE_OID = univ.ObjectIdentifier("1.3.6.1.4.1.8005.100.100.4")
 VOMS_CERTS_OID = "1.3.6.1.4.1.8005.100.100.10"  # the issuing VOMS server's certificate chain
 MAX_ACS = 16  # a proxy with more ACs than this is not a proxy anyone made on purpose
+CLOCK_SKEW = dt.timedelta(seconds=60)  # an AC minted a moment ago on a host whose clock runs ahead
+# AC extensions we understand; any other extension marked critical makes the AC unusable (RFC 5755
+# §4.3: targetInformation, which restricts an AC to named services, is one we do not implement)
+_KNOWN_EXTENSIONS = {VOMS_CERTS_OID, "2.5.29.56", "2.5.29.35", "1.3.6.1.4.1.8005.100.100.11"}
 
 # signatureAlgorithm OID → (hash, padding kind)
 _ALGORITHMS = {
@@ -126,6 +130,12 @@ def _parse_one(ac: rfc5755.AttributeCertificate) -> AttributeCertificate:
     if not holder.isValue:
         raise VomsError("attribute certificate without a baseCertificateID holder")
     vo, uri, fqans = _fqans(ac)
+    if info["extensions"].isValue:
+        for ext in info["extensions"]:
+            oid = str(ext["extnID"])
+            if bool(ext["critical"]) and oid not in _KNOWN_EXTENSIONS:
+                raise VomsError(f"attribute certificate has a critical extension {oid} this server does not "
+                                "implement (e.g. targets); it cannot be honoured")  # fmt: skip
     period = info["attrCertValidityPeriod"]
     return AttributeCertificate(
         vo=vo, uri=uri, fqans=fqans,
@@ -205,10 +215,13 @@ def verify(
             errors.append(str(exc))
     else:
         raise VomsError(errors[-1])
-    if not ac.not_before <= now <= ac.not_after:
+    if not ac.not_before - CLOCK_SKEW <= now <= ac.not_after:
         raise VomsError(f"the VOMS attributes of {ac.vo} are valid from {ac.not_before:%Y-%m-%d %H:%M:%S} to "
                         f"{ac.not_after:%Y-%m-%d %H:%M:%S} UTC, not now; renew the proxy")  # fmt: skip
-    if ac.holder_dn != name_to_dn(holder.subject) or ac.holder_serial != holder.serial_number:
+    # VOMS-AA (and voms-proxy-fake's default) write the holder's subject; RFC 5755 and the C++
+    # server's -newformat write its issuer: both name the same certificate with its serial
+    holder_names = (name_to_dn(holder.subject), name_to_dn(holder.issuer))
+    if ac.holder_dn not in holder_names or ac.holder_serial != holder.serial_number:
         raise VomsError(f"the VOMS attribute certificate was issued to {ac.holder_dn}, not to this "
                         f"certificate's owner {name_to_dn(holder.subject)}")  # fmt: skip
     prefix = f"/{ac.vo}"

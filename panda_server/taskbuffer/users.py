@@ -40,9 +40,13 @@ def take_job_definition_id(
 
 
 def is_disabled(conn: Connection, dn: str) -> bool:
-    """True if the user with this DN is marked disabled (unknown users are not)."""
-    status = conn.execute(sa.select(t.users.c.status).where(t.users.c.dn == dn)).scalar_one_or_none()
-    return status == "disabled"
+    """True if this DN, or the same person under another DN (the name kill ownership compares:
+    a renewed certificate, a token), is marked disabled. Unknown users are not."""
+    u = t.users
+    query = sa.select(sa.func.count()).where(
+        u.c.status == "disabled", sa.or_(u.c.dn == dn, u.c.name == user_name(dn))
+    )
+    return conn.execute(query).scalar_one() > 0
 
 
 def set_status(conn: Connection, dn: str, status: str, *, now: dt.datetime) -> bool:

@@ -190,5 +190,5 @@ def call(module: str, method: str) -> Response:
         return _envelope(False, str(exc), exc.data)
     except PandaError as exc:
         log.info("%s refused for %s: %s", key, common.caller().name, exc.message)
-        return _envelope(False, exc.message, None, 403 if exc.http_status == 500 else exc.http_status)
+        return _envelope(False, exc.message, None, exc.http_status)
     return _envelope(True, "", data)

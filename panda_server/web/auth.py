@@ -120,17 +120,14 @@ def _peer_identity(sock: ssl.SSLSocket, settings: Settings, now: dt.datetime) ->
 
 
 def roles(dn: str, fqans: tuple[str, ...], settings: Settings) -> tuple[bool, bool, bool]:
-    """(member of an authorized VO, pilot role, production role) of an identity."""
-    member = any(f == f"/{vo}" or f.startswith(f"/{vo}/") for f in fqans for vo in settings.vos)
-    production = _matches(settings.production_dns, dn) or any(
-        _matches(settings.production_fqans, f) for f in fqans
-    )
-    pilot = (
-        production
-        or _matches(settings.pilot_dns, dn)
-        or any(_matches(settings.pilot_fqans, f) for f in fqans)
-    )
-    return member, pilot, production
+    """(may act for an authorized VO, pilot role, production role) of an identity. DNs listed in
+    PANDA_PILOT_DNS/PRODUCTION_DNS (S25 pilot_owners) are trusted whatever their VOMS attributes."""
+    by_dn_production = _matches(settings.production_dns, dn)
+    by_dn_pilot = by_dn_production or _matches(settings.pilot_dns, dn)
+    in_vo = any(f == f"/{vo}" or f.startswith(f"/{vo}/") for f in fqans for vo in settings.vos)
+    production = by_dn_production or any(_matches(settings.production_fqans, f) for f in fqans)
+    pilot = production or by_dn_pilot or any(_matches(settings.pilot_fqans, f) for f in fqans)
+    return by_dn_pilot or in_vo, pilot, production
 
 
 def _token_caller(header: str, settings: Settings, host: str) -> Caller:

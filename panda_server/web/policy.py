@@ -6,11 +6,12 @@ endpoint is missing here, or if this table names one that does not exist.
 secure: needs HTTPS with a verified client certificate or token (legacy answers StatusCode=40
         over HTTP, /api/v1 answers 403). Everything that changes state is secure (S08 isSecure
         list, S25 v1). A secure call is also refused (web/common.enforce, in this order) for a
-        limited proxy, VOMS attributes that do not verify, no VO authorized for PanDA, a missing
-        role, and a user marked disabled.
+        limited proxy, VOMS attributes or a token that do not verify, no VO authorized for PanDA,
+        a user marked disabled, and a missing role.
 role:   "pilot" = pilot or production role (getJob/updateJob family); "production" = production
         role; None = any authenticated member of an authorized VO.
-owner:  the ownership rule the use case applies on top (tests/wire/test_policy.py checks each):
+owner:  the ownership rule the use case applies on top (declared here, enforced by the use case;
+        tests/security/test_attacks.py and tests/wire/ exercise each against the live server):
         "submitter" = jobs are stamped with the caller's DN and `managed` ones need the production
         role (userif/service.py, taskbuffer/store.py); "own-jobs" = only the caller's own jobs
         unless production role (taskbuffer/control.may_act_on).

@@ -194,11 +194,13 @@ def test_user_killing_another_users_job(live, clean_db, jobs, attack):
     assert job_row(clean_db, johns)[1]["jobStatus"] == "cancelled"
 
 
-def test_disabled_user(live, clean_db, jobs):
+def test_disabled_user(live, clean_db, jobs, attack):
     with session(live, live.pki.user_proxy) as s:  # Jane is known (she owns jobs); disable her
         with clean_db.begin() as conn:
             conn.execute(sa.update(t.users).where(t.users.c.dn == USER_DN).values(status="disabled"))
         assert_refused(live, clean_db, s, jobs, "70", "is disabled")
+        with session(live, token=attack.tokens["good_user"]) as by_token:  # the same person, by token
+            assert_refused(live, clean_db, by_token, jobs, "70", "is disabled")
         with clean_db.begin() as conn:
             conn.execute(sa.update(t.users).where(t.users.c.dn == USER_DN).values(status="active"))
         r = legacy(s, live.https_url, "killJobs", ids=json.dumps([jobs[0]]))

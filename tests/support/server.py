@@ -60,6 +60,7 @@ def server_env(
     )  # fmt: skip
     # trust the test PKI's local token issuer (panda-ca token / tokens.mint) for Bearer tokens
     env["PANDA_TOKEN_ISSUERS"] = f"{LOCAL_ISSUER}={pki.token_issuer_pub}"
+    env["PANDA_TOKEN_ISSUER_VOS"] = f"{LOCAL_ISSUER}=atlas"
     env.update(extra or {})
     return env
 

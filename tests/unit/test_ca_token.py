@@ -21,7 +21,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> ca.PkiPaths:
 
 
 def trusting(pki: ca.PkiPaths, **overrides) -> Settings:
-    return Settings(token_issuers=(f"{tokens.LOCAL_ISSUER}={pki.token_issuer_pub}",), **overrides)
+    return Settings(token_issuers=(f"{tokens.LOCAL_ISSUER}={pki.token_issuer_pub}",),
+                    token_issuer_vos=(f"{tokens.LOCAL_ISSUER}=atlas",), **overrides)  # fmt: skip
 
 
 def test_token_printed_verifies(pki, capsys) -> None:

@@ -50,8 +50,19 @@ def settings(keys: dict[str, Path], **overrides) -> Settings:
         "server_name": "panda.example.org",
         "https_port": 25443,
         "token_issuers": (f"{ISS}={keys['rsa_pub']}", f"https://ec.example.org={keys['ec_pub']}"),
+        "token_issuer_vos": (f"{ISS}=atlas", "https://ec.example.org=atlas"),
     }
     return Settings(**{**values, **overrides})
+
+
+def test_an_issuer_grants_fqans_of_its_own_vos_only(keys) -> None:
+    """A second VO's issuer cannot hand out ATLAS roles; an unbound issuer grants no FQAN at all."""
+    token = tokens.mint(keys["rsa"], issuer=ISS, subject="u", audience="pandaserver",
+                        groups=["/atlas", "/atlas/production", "/cms", "/cms/production"])  # fmt: skip
+    assert tokens.verify(token, settings(keys)).fqans == ("/atlas", "/atlas/Role=production")
+    cms = settings(keys, token_issuer_vos=(f"{ISS}=cms",))
+    assert tokens.verify(token, cms).fqans == ("/cms", "/cms/Role=production")
+    assert tokens.verify(token, settings(keys, token_issuer_vos=())).fqans == ()
 
 
 def token(keys: dict[str, Path], key: str = "rsa", **kwargs) -> str:
@@ -290,7 +301,7 @@ def test_bad_authorization_headers(header, message) -> None:
         ("/atlas/production", "/atlas/Role=production"),
         ("/atlas/Role=pilot", "/atlas/Role=pilot"),
         ("/atlas/de", "/atlas/de"),
-        ("/atlas/phys-higgs/production", "/atlas/phys-higgs/Role=production"),
+        ("/atlas/phys-higgs/production", "/atlas/phys-higgs/production"),  # subgroups grant no role
         ("atlas/pilot", "/atlas/Role=pilot"),  # INDIGO IAM `groups` style, no leading slash
         ("/pilot", "/pilot"),  # a VO called pilot, not a role
     ],

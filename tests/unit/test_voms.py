@@ -175,21 +175,44 @@ def test_an_expired_voms_server_certificate_is_not_trusted(pkis, tmp_path):
         voms.chain_fqans(chain_of(proxy), trusted(paths), later)
 
 
-def test_voms_proxy_fake_acs_are_read_and_verified(pkis, tmp_path):
+def _fake(paths, tmp_path, *extra, fqans=("/atlas/Role=production", "/atlas")):
     _need("voms-proxy-fake")
-    _, paths, _ = pkis
     out = tmp_path / "x509up_fake"
     cmd = ["voms-proxy-fake", "-certdir", str(paths.ca_dir), "-cert", str(paths.usercert),
            "-key", str(paths.userkey), "-hostcert", str(paths.vomscert), "-hostkey", str(paths.vomskey),
-           "-voms", "atlas", "-uri", ca.VOMS_URI, "-fqan", "/atlas/Role=production", "-fqan", "/atlas",
-           "-rfc", "-hours", "2", "-out", str(out)]  # fmt: skip
+           "-voms", "atlas", "-uri", ca.VOMS_URI, *(a for f in fqans for a in ("-fqan", f)),
+           "-rfc", "-hours", "2", *extra, "-out", str(out)]  # fmt: skip
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(tmp_path)}
     )
     assert proc.returncode == 0, proc.stderr
-    fqans, until = voms.chain_fqans(ca.load_certs(out), trusted(paths), now())
+    return ca.load_certs(out)
+
+
+@pytest.mark.parametrize("fmt", [(), ("-newformat",)], ids=["holder-subject", "holder-issuer-newformat"])
+def test_voms_proxy_fake_acs_are_read_and_verified(pkis, tmp_path, fmt):
+    _, paths, _ = pkis
+    fqans, until = voms.chain_fqans(_fake(paths, tmp_path, *fmt), trusted(paths), now())
     assert fqans == ("/atlas/Role=production", "/atlas")
     assert dt.timedelta(hours=1) < until - now() <= dt.timedelta(hours=2, minutes=1)
+
+
+def test_an_ac_restricted_to_other_targets_is_refused(pkis, tmp_path):
+    """voms-proxy-fake -target writes a critical targetInformation extension we do not implement.
+    (voms-proxy-fake 2.1.1 crashes with -target and any FQAN but the bare VO, hence /atlas.)"""
+    _, paths, _ = pkis
+    chain = _fake(paths, tmp_path, "-target", "other.example.org", fqans=("/atlas",))
+    with pytest.raises(voms.VomsError, match="critical extension 2.5.29.55"):
+        voms.chain_fqans(chain, trusted(paths), now())
+
+
+def test_an_ac_valid_from_a_few_seconds_ahead_is_accepted(pkis):
+    """Clock skew between the VOMS server and us: 60 s of leeway on notBefore, none on notAfter."""
+    _, paths, creds = pkis
+    ac = pki_voms.make_ac(creds["user"].cert, creds["voms"], vo="atlas", fqans=["/atlas"], uri="u:1", hours=1,
+                          not_before=now() + dt.timedelta(seconds=20))  # fmt: skip
+    proxy = ca.make_proxy(creds["user"], extensions=[pki_voms.voms_extension([ac])])
+    assert voms.chain_fqans(chain_of(proxy), trusted(paths), now())[0] == ("/atlas",)
 
 
 def test_voms_proxy_info_reads_panda_ca_acs(pkis, tmp_path):
