@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from pilot import VERSION, config, credentials, errors, infosys, lifecycle, probes, workdir
+from pilot import VERSION, config, credentials, errors, glexec, infosys, lifecycle, probes, workdir
 from pilot.context import PilotContext
 from pilot.errors import PilotFailure
 from pilot.server import Server
@@ -32,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PilotFailure as exc:
         print(f"pilot: cannot run for queue {cfg.queue}: {exc}", file=sys.stderr, flush=True)
         return errors.exit_code(exc.code)
+    _warn_about_queue(cfg, queuedata)
     ctx = PilotContext(cfg=cfg, server=server, queuedata=queuedata, ddmconf=ddmconf, home=home,
                        credential=credential)  # fmt: skip
     lifecycle.install_signal_handlers(ctx)
@@ -59,10 +60,28 @@ def _credential(cfg: config.PilotConfig) -> credentials.Credential | None:
         if os.getuid() != 0 and credentials.code_is_writable():  # root: a switched payload cannot write it
             log.warning("the pilot's code is writable by its own user: a payload running as this user could "
                         "alter the next job wrapper; install the pilot read-only or use identity switching")  # fmt: skip
+        # (the file's path is not logged: the payload can read this log)
+        if not cfg.remove_proxy and os.getuid() != 0:
+            log.warning("the proxy file (--proxy/X509_USER_PROXY) stays readable by uid %d processes, the "
+                        "payload among them, which may find its path in the environment or command line of "
+                        "the process that started the pilot; use --remove-proxy with a private copy",
+                        os.getuid())  # fmt: skip
     elif cfg.proxy:
         log.warning("proxy not concealed (--no-conceal-proxy or no memfd here): a payload running as the "
                     "pilot's user can read it")  # fmt: skip
     return credential
+
+
+def _warn_about_queue(cfg: config.PilotConfig, queuedata: dict) -> None:
+    """What this pilot will not protect on this queue, said once at start-up."""
+    if os.geteuid() == 0 and not cfg.user_map:
+        log.warning("the pilot runs as root without --user-map: payloads will run as root%s; give --user-map "
+                    "to run each payload as its owner's local account",
+                    " (this queue has glexec: its jobs fail with 1391)" if glexec.wanted(queuedata) else "")  # fmt: skip
+    _kept, refused = credentials.queue_environ(infosys.environ(queuedata))
+    if refused:
+        log.warning("queue %s: its environ may not set %s (queuedata is not signed): dropped from every "
+                    "payload's environment", cfg.queue, ", ".join(refused))  # fmt: skip
 
 
 def _logging(home, debug: bool) -> None:

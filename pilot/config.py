@@ -48,7 +48,7 @@ class PilotConfig:
     trf_dir: str = ""
     conceal_proxy: bool = True  # proxy in memory, pilot and wrappers non-dumpable (pilot.credentials)
     remove_proxy: bool = False
-    user_map: str = ""  # grid-mapfile for identity switching on glexec queues (pilot.glexec)
+    user_map: str = ""  # grid-mapfile: a root pilot with it always switches identities (pilot.glexec)
     min_free_mb: float = 2048.0
     working_group: str = ""
     resource_type: str = ""
@@ -118,8 +118,10 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], type, str]] = {
     "user_map": (
         ("--user-map",),
         str,
-        "grid-mapfile ('\"<DN>\" account' lines): on a queue with glexec, a root pilot runs each payload as "
-        "the account its owner's DN maps to (an unmapped DN fails the job with 1391)",
+        "grid-mapfile ('\"<DN>\" account' lines). A root pilot given it runs every payload as the account "
+        "its owner's DN maps to, whatever the queue's glexec says (an unmapped DN fails the job with 1391); "
+        "a root pilot without it runs payloads as root (with a warning at start-up). A queue with glexec "
+        "needs a root pilot with this map: its jobs fail with 1391 otherwise",
     ),
     "min_free_mb": (("--min-free-mb",), float, "free local disk (MB) needed before asking for a job"),
     "working_group": (("--working-group",), str, "workingGroup sent with getJob"),
@@ -136,7 +138,9 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], type, str]] = {
         str,
         "a job without jobSignature is refused (reported failed with 1390 BADJOBSIGNATURE, nothing "
         "runs) or allowed (run with a warning; e.g. jobs stored before the server signed them). A "
-        "signature that does not verify is always refused",
+        "signature that does not verify is always refused, and so is an unsigned job under identity "
+        "switching (a queue with glexec, or a root pilot with --user-map), whatever this option says: "
+        "there the payload's account is chosen by prodUserID, which is trusted only when signed",
     ),
 }
 _CHOICES = {"unsigned_jobs": ("refuse", "allow")}
@@ -151,7 +155,7 @@ _SWITCHES = {
     "conceal_proxy": "keep the proxy in memory and the pilot and its job wrappers non-dumpable, so that "
     "the payload cannot read the credential from them, their environment or any file the pilot writes. A "
     "payload of the pilot's uid that knows the proxy file's path can still read that file: use "
-    "--remove-proxy or identity switching (glexec) to close that; pass the proxy through X509_USER_PROXY "
+    "--remove-proxy or identity switching (--user-map, as root) to close that; pass the proxy through X509_USER_PROXY "
     "rather than --proxy, as a command line is public",
     "remove_proxy": "delete the proxy file once it is in memory (for factories that give each pilot its "
     "own copy); needs --conceal-proxy",

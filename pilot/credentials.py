@@ -13,7 +13,8 @@ payload's environment). Here, when the proxy is concealed (`--conceal-proxy`, th
   entries are no longer ours, and only then passes the descriptor (SCM_RIGHTS). Passing the fd at
   exec time instead would leave a window in which a same-uid process attaches to the new wrapper;
 * the payload never inherits the descriptor (close-on-exec, close_fds) and its environment
-  never holds a variable of DENIED_ENV.
+  never holds a variable of DENIED_ENV; nor does the queue's (unsigned) `environ` set one of
+  DENIED_QUEUE_ENV, which would let a schedconfig change run code in the payload's place.
 
 Without memfd or prctl (not Linux) the pilot warns and falls back to the file.
 """
@@ -40,6 +41,14 @@ log = logging.getLogger("pilot.credentials")
 DENIED_ENV = frozenset({"X509_USER_PROXY", "X509_USER_CERT", "X509_USER_KEY", "BEARER_TOKEN",
                         "BEARER_TOKEN_FILE"})  # fmt: skip
 DENIED_ENV_PREFIXES = ("PANDA_AUTH_",)
+# Never from the queue's `environ` either (queuedata is not signed: whoever can change schedconfig
+# must not make bash, the dynamic linker or an interpreter run code of their choosing, nor move
+# what PATH finds); the pilot's own PATH, HOME and TMPDIR stand
+DENIED_QUEUE_ENV = frozenset({"PATH", "HOME", "TMPDIR", "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4",
+                              "PROMPT_COMMAND", "IFS", "CDPATH", "GLOBIGNORE", "GCONV_PATH", "LOCPATH",
+                              "NLSPATH", "HOSTALIASES", "PERL5LIB", "PERLLIB", "PERL5OPT", "RUBYLIB",
+                              "RUBYOPT", "NODE_OPTIONS", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS"})  # fmt: skip
+DENIED_QUEUE_ENV_PREFIXES = ("LD_", "PYTHON", "BASH_FUNC_", "GLIBC_TUNABLES")
 _PR_SET_DUMPABLE, _PR_GET_DUMPABLE = 4, 3
 HANDOVER_TIMEOUT = 60.0  # s a new job wrapper has to come for its credential
 _MAX_STRANGERS = 20  # connections from other processes tolerated during one handover
@@ -53,6 +62,13 @@ def is_credential_variable(name: str) -> bool:
 def without_credentials(env: Mapping[str, str]) -> dict[str, str]:
     """A copy of `env` with every credential variable removed."""
     return {k: v for k, v in env.items() if not is_credential_variable(k)}
+
+
+def queue_environ(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The queue's `environ` without the names it may not set (credentials, DENIED_QUEUE_ENV), and those names."""
+    refused = sorted(k for k in env if is_credential_variable(k) or k in DENIED_QUEUE_ENV
+                     or k.startswith(DENIED_QUEUE_ENV_PREFIXES))  # fmt: skip
+    return {k: v for k, v in env.items() if k not in refused}, refused
 
 
 def scrub_environ() -> list[str]:

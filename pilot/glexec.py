@@ -2,10 +2,13 @@
 
 Classic multi-user pilots ran each user's payload through gLExec, under the local account the
 site mapped the user's DN to, so that the payload could not touch the pilot's proxy nor another
-user's job (schedconfig column `glexec`). Here it is optional and off by default: only when the
-pilot runs as root and the queue has `glexec`, the job's `prodUserID` (its bare DN: proxy CNs
+user's job (schedconfig column `glexec`). Here it is optional and off by default. A root pilot
+given --user-map always switches: the local option wins, whatever the queue says (queuedata is
+server-supplied and unsigned, so `glexec` can only turn switching on, never off). The queue's
+`glexec` asks for switching too. Switching means the job's `prodUserID` (its bare DN: proxy CNs
 stripped) is looked up in the grid-mapfile given with --user-map, and the payload runs with that
-account's uid, primary gid and own groups, umask 022.
+account's uid, primary gid and own groups, umask 022. A root pilot without --user-map on a queue
+without `glexec` runs payloads as root (it warns at start-up); a non-root pilot runs them as itself.
 
 The job dir stays the pilot's: owner root, group the account's primary group, mode 0750 during
 stage-in and stage-out (the account can read its inputs but cannot change the dir) and 1770
@@ -70,9 +73,9 @@ def parse_user_map(text: str) -> dict[str, str]:
     return mapping
 
 
-def wanted(queuedata: Mapping[str, Any]) -> bool:
-    """Does the queue ask for identity switching (queuedata `glexec`)?"""
-    return infosys.truthy(queuedata.get("glexec", False))
+def wanted(queuedata: Mapping[str, Any], user_map: str = "") -> bool:
+    """Switch identities? Always for a root pilot with a user map; else when the queue asks (`glexec`)."""
+    return (bool(user_map) and os.geteuid() == 0) or infosys.truthy(queuedata.get("glexec", False))
 
 
 def _fail(diag: str) -> PilotFailure:
@@ -113,11 +116,11 @@ def account_for(owner: str, *, queue: str, user_map: str) -> Account:
 
 
 def target(owner: str, cfg: Mapping[str, Any]) -> Account | None:
-    """None on a queue without `glexec`; else the payload's account (or PilotFailure 1391)."""
-    qd = cfg["queuedata"]
-    if not wanted(qd):
+    """None when nothing asks for switching (see wanted); else the payload's account (or PilotFailure 1391)."""
+    qd, user_map = cfg["queuedata"], str(cfg.get("user_map") or "")
+    if not wanted(qd, user_map):
         return None
-    return account_for(owner, queue=str(qd.get("nickname", "")), user_map=str(cfg.get("user_map") or ""))
+    return account_for(owner, queue=str(qd.get("nickname", "")), user_map=user_map)
 
 
 def _can_search(st: os.stat_result, account: Account) -> bool:

@@ -9,6 +9,8 @@ Not classic: before anything of a job happens (job dir, wrapper), its specificat
 against the signature the server made at submission (panda_server/protocol/signing.py) with
 the server's public key, pinned by --job-key or fetched once at start-up; a job that does not
 verify, or an unsigned one unless --unsigned-jobs allow, is reported failed at once with 1390.
+Under identity switching (a queue with `glexec`, or a root pilot with --user-map) an unsigned job
+is always refused: the payload's account is chosen by prodUserID, trusted only when signed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from panda_server.protocol import signing
-from pilot import errors, infosys, recovery, supervisor, workdir
+from pilot import errors, glexec, infosys, recovery, supervisor, workdir
 from pilot import job as jobmod
 from pilot.context import PilotContext
 from pilot.errors import PilotFailure
@@ -63,7 +65,7 @@ def run(ctx: PilotContext) -> int:
         if recovered:
             log.info("recovered %d job(s) left by earlier pilots", recovered)
     job_key = load_job_key(ctx)
-    if job_key.key is None and (ctx.cfg.job_key or ctx.cfg.unsigned_jobs == "refuse"):
+    if job_key.key is None and (ctx.cfg.job_key or unsigned_policy(ctx) == "refuse"):
         print(f"pilot: cannot verify jobs: {job_key.problem}", file=sys.stderr, flush=True)
         return errors.exit_code(BADJOBSIGNATURE)
     results: list[dict[str, Any]] = []
@@ -136,7 +138,7 @@ def load_job_key(ctx: PilotContext) -> JobKey:
             data = ctx.server.job_signing_key()
         except ServerError as exc:
             problem = f"{exc} (pin the key with --job-key FILE)"
-            if ctx.cfg.unsigned_jobs == "allow":
+            if unsigned_policy(ctx) == "allow":
                 log.warning("no job-signing key: %s; only unsigned jobs can run", problem)
             return JobKey(None, source, problem)
     try:
@@ -147,6 +149,39 @@ def load_job_key(ctx: PilotContext) -> JobKey:
     return JobKey(key, source)
 
 
+def switches_identity(ctx: PilotContext) -> bool:
+    """Would payloads run under their owner's account (pilot.glexec): the queue asks (`glexec`),
+    or a root pilot has --user-map?"""
+    return glexec.wanted(ctx.queuedata) or (bool(ctx.cfg.user_map) and os.geteuid() == 0)
+
+
+def unsigned_policy(ctx: PilotContext) -> str:
+    """--unsigned-jobs, except under identity switching, which never runs unsigned jobs."""
+    return "refuse" if switches_identity(ctx) else ctx.cfg.unsigned_jobs
+
+
+def signature_refusal(
+    verdict: signing.Verdict, *, unsigned_jobs: str, identity_switching: bool
+) -> str | None:
+    """None if a job with this verdict may run; else the diag of its 1390 refusal.
+
+    A signature that does not verify is always refused; a missing one with --unsigned-jobs
+    refuse, and under identity switching whatever --unsigned-jobs says: there prodUserID picks
+    the payload's account, and an unsigned prodUserID could be anybody's.
+    """
+    if verdict.ok:
+        return None
+    if not verdict.unsigned:
+        return verdict.reason
+    if identity_switching:
+        return (f"{verdict.reason} (payloads run here under their owner's account (identity switching), "
+                "which only a signed prodUserID may choose: unsigned jobs are refused whatever "
+                "--unsigned-jobs says)")  # fmt: skip
+    if unsigned_jobs == "allow":
+        return None
+    return f"{verdict.reason} (the pilot runs unsigned jobs only with --unsigned-jobs allow)"
+
+
 def check_signature(ctx: PilotContext, job_dict: dict[str, Any], job_key: JobKey) -> PilotFailure | None:
     """None if the job may run; else the 1390 failure that refuses it."""
     panda_id = job_dict.get("PandaID", "?")
@@ -155,16 +190,17 @@ def check_signature(ctx: PilotContext, job_dict: dict[str, Any], job_key: JobKey
         verdict = signing.Verdict(False, f"cannot verify the signature: {job_key.problem}", unsigned=unsigned)
     else:
         verdict = signing.verify_reply(job_dict, job_key.key)
+    switching = switches_identity(ctx)
+    diag = signature_refusal(verdict, unsigned_jobs=ctx.cfg.unsigned_jobs, identity_switching=switching)
     if verdict.ok:
         log.info("PandaID=%s specification verified (key %s)", panda_id, signing.key_id(job_key.key))
         return None
-    if verdict.unsigned and ctx.cfg.unsigned_jobs == "allow":
+    if diag is None:
         log.warning("PandaID=%s has no signature; running it because of --unsigned-jobs allow", panda_id)
         return None
     log.error("PandaID=%s refused: %s; signed fields as received: %s", panda_id, verdict.reason,
               signing.digests(signing.fields_of_reply(job_dict)))  # fmt: skip
-    hint = " (the pilot runs unsigned jobs only with --unsigned-jobs allow)" if verdict.unsigned else ""
-    return PilotFailure(BADJOBSIGNATURE, verdict.reason + hint)
+    return PilotFailure(BADJOBSIGNATURE, diag)
 
 
 def run_one(ctx: PilotContext, job_dict: dict[str, Any], job_key: JobKey) -> dict[str, Any]:

@@ -14,7 +14,9 @@ transferred, and finishes the job. Every write is atomic (temp file + rename).
 The payload shares the job dir (and, under identity switching, writes into it as another user
 while the pilot is root), so the pilot never follows a name the payload could have planted:
 temp files are created exclusively (O_EXCL|O_NOFOLLOW, random names, mode 0600), files are read
-without following links and only when regular, and the log tarball walks the dir by descriptor.
+without following links and only when regular, and the log tarball walks the dir by descriptor and
+leaves out hard links (and, under identity switching, files that are neither the payload
+account's nor the pilot's own).
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import stat
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +43,10 @@ KILL_FILE = "KILL_REQUEST"
 LOCK_FILE = "LOCKFILE"
 JOB_FILE = "job.json"
 BOOKKEEPING = (KILL_FILE, LOCK_FILE, JOB_FILE, "recovery.json")
+WRITTEN_BY_PILOT = ("payload.stdout", "payload.stderr", "wrapper.log")  # made by the pilot, for the log
 # names the pilot itself uses in a job dir: no job file may take them
-RESERVED = frozenset({*BOOKKEEPING, "payload.stdout", "payload.stderr", "wrapper.log"})
+RESERVED = frozenset({*BOOKKEEPING, *WRITTEN_BY_PILOT})
+log = logging.getLogger("pilot.workdir")
 
 
 def job_dir(home: Path, panda_id: int) -> Path:
@@ -153,17 +158,23 @@ def locked(jobdir: Path, *, wait: bool = True) -> Iterator[bool]:
         os.close(fd)
 
 
-def make_log_tarball(jobdir: Path, log_lfn: str, queue: str, panda_id: int, exclude: set[str]) -> Path:
+def make_log_tarball(jobdir: Path, log_lfn: str, queue: str, panda_id: int, exclude: set[str], *,
+                     payload_uid: int | None = None, pilot_files: Collection[str] = ()) -> Path:  # fmt: skip
     """Tar the job dir as tarball_PandaJob_<id>_<queue>/… into <jobdir>/<log_lfn>.
 
     Inputs (`exclude`), symlinks, the tarball itself and the bookkeeping files stay out: the
     log is for people reading what the payload did, not a copy of the data. The walk goes by
     directory descriptor and opens with O_NOFOLLOW: a payload that swaps a directory for a link
-    cannot make the pilot pack a file from elsewhere (its credentials, /proc/self/fd/…).
+    cannot make the pilot pack a file from elsewhere (its credentials, /proc/self/fd/…). Hard
+    links stay out (with fs.protected_hardlinks=0 a payload may link in a file it cannot read);
+    under identity switching (`payload_uid`) so do files that are neither that account's nor the
+    pilot's own at the top (WRITTEN_BY_PILOT, the state file, `pilot_files`).
     """
     target = jobdir / log_lfn
     top = f"tarball_PandaJob_{panda_id}_{queue}"
     skip = {log_lfn, *exclude, *BOOKKEEPING}
+    ours = {*WRITTEN_BY_PILOT, state_path(jobdir).name, *pilot_files}
+    left_out: list[str] = []
     fd, tmp = tempfile.mkstemp(prefix=f".{log_lfn}.", suffix=".tmp", dir=jobdir)
     try:
         os.fchmod(fd, 0o644)  # as a tarball written with the usual umask: storage must read it
@@ -176,25 +187,43 @@ def make_log_tarball(jobdir: Path, log_lfn: str, queue: str, panda_id: int, excl
                 for name in sorted(filenames):
                     if name.startswith(".") or (rel_dir == "." and name in skip):
                         continue
-                    _add_file(tar, dirfd, name, f"{top}/{os.path.normpath(os.path.join(rel_dir, name))}")
+                    rel = os.path.normpath(os.path.join(rel_dir, name))
+                    if not _add_file(tar, dirfd, name, f"{top}/{rel}", _owners(payload_uid, rel in ours)):
+                        left_out.append(rel)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if left_out:
+        log.info("log tarball: left out %d links (symbolic or hard), special files or files not the "
+                 "payload's: %s", len(left_out), ", ".join(left_out[:20]))  # fmt: skip
     return target
 
 
-def _add_file(tar: tarfile.TarFile, dirfd: int, name: str, arcname: str) -> None:
-    """Add one regular file opened relative to its directory, links and special files skipped."""
+def _owners(payload_uid: int | None, pilots_own: bool) -> set[int] | None:
+    """Whose file may be packed: anybody's (None) without identity switching; else the payload
+    account's, and this (root) wrapper's too for the pilot's own top-level files."""
+    if payload_uid is None:
+        return None
+    return {payload_uid, os.geteuid()} if pilots_own else {payload_uid}
+
+
+def _add_file(tar: tarfile.TarFile, dirfd: int, name: str, arcname: str, owners: set[int] | None) -> bool:
+    """Add one regular file opened relative to its directory; False when it is left out: a link
+    (symbolic or hard), not a regular file, not one of `owners` (None: any), unreadable."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dirfd)
     except OSError:  # a link (ELOOP), gone, or unreadable
-        return
+        return False
     with os.fdopen(fd, "rb") as fh:
-        info = tar.gettarinfo(arcname=arcname, fileobj=fh)
-        if info.isreg():
-            tar.addfile(info, fh)
+        st = os.fstat(fh.fileno())  # of what was opened: no swap between check and read
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+            return False
+        if owners is not None and st.st_uid not in owners:
+            return False
+        tar.addfile(tar.gettarinfo(arcname=arcname, fileobj=fh), fh)
+    return True
 
 
 def remove(path: Path) -> None:

@@ -100,11 +100,13 @@ def insert_jobs(engine, n: int, site: str, tag: str) -> list[int]:
             jobs.append({**base, "PandaID": panda_id, "jobName": f"bench.{tag}.{panda_id}", "jobDefinitionID": 1,
                          "jobStatus": "activated", "creationTime": now, "modificationTime": now,
                          "stateChangeTime": now, "attemptNr": 1, "creationHost": "benchmark"})  # fmt: skip
-            template.PandaID = panda_id
+            lfn, guid = f"log.{panda_id:05d}.job.log.tgz", str(uuid.uuid4())
+            # each job is signed with its own log file, as store_jobs would sign it
+            template.PandaID, template.Files[0].lfn, template.Files[0].GUID = panda_id, lfn, guid
             params.append({"PandaID": panda_id, "modificationTime": now, "jobParameters": "bench run",
                            "jobSignature": store.job_signature(template, key)})  # fmt: skip
-            files.append({**log_tpl, "rowID": row_id, "PandaID": panda_id, "lfn": f"log.{panda_id:05d}.job.log.tgz",
-                          "GUID": str(uuid.uuid4()), "status": "unknown", "modificationTime": now})  # fmt: skip
+            files.append({**log_tpl, "rowID": row_id, "PandaID": panda_id, "lfn": lfn, "GUID": guid,
+                          "status": "unknown", "modificationTime": now})  # fmt: skip
         conn.execute(t.jobsactive4.insert(), jobs)
         conn.execute(t.jobparamstable.insert(), params)
         conn.execute(t.filestable4.insert(), files)

@@ -7,7 +7,9 @@ the site, and the user-job priority formula of §4.4 (without quotas, which noth
 
 Not classic: each job is signed with the server's job-signing key once it is final (after the
 $PANDAID substitution) and the signature is stored in jobparamstable.jobSignature; our pilot
-refuses a job whose specification no longer matches it (protocol/signing.py).
+refuses a job whose specification no longer matches it (protocol/signing.py). Code that later
+changes a signed field of a stored job (an input's GUID or checksum, an output's LFN, …) must
+store job_signature(job) with it, in the same transaction (docs/development.md).
 """
 
 from __future__ import annotations
@@ -161,5 +163,7 @@ def _load_key(path: Path) -> signing.PrivateKey:
 
 
 def job_signature(job: JobSpec, key_path: Path) -> str:
-    """What store_jobs stores with a job, for jobs written to the DB by other means (tests, benchmarks)."""
+    """What store_jobs stores with a job (jobparamstable.jobSignature), for the job as it is now,
+    files included in their rowID order: to re-sign a job whose signed fields were changed after
+    submission, and for jobs written to the DB by other means (tests, benchmarks)."""
     return signing.sign_job(job, load_signing_key(key_path))

@@ -10,8 +10,11 @@ are its payload's:
   were orphaned (re-parented to init) or left the group with setsid are still found,
 
 and of those only processes with the pilot's own real uid (or, when a root pilot runs the
-payload as another account, that account's uid: `uid=`), never the pilot itself or its ancestors,
-never the pilot's own process group. Never by name, never "all orphans of my user".
+payload as another account, only that account's uid: `uid=`), never the pilot itself or its
+ancestors, never the pilot's own process group. Never by name, never "all orphans of my user".
+The job wrapper is also a child subreaper (`become_subreaper`): orphans of the payload are
+re-parented to it rather than to init, so `own_descendants` finds even those that left the
+payload's session and group before they were ever seen.
 
 A pid alone is not an identity (pids are reused), so every process is tracked as (pid, start time
 in clock ticks since boot) and re-checked right before it is signalled; the signal goes through a
@@ -20,6 +23,7 @@ pidfd where the kernel has them, which closes the remaining check-then-kill race
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -33,6 +37,7 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _POLL = 0.2  # how often kill_tree re-checks during the grace period
 _SETTLE = 5.0  # how long kill_tree waits for SIGKILLed processes to disappear
 _DEAD_STATES = ("Z", "X", "x")  # zombies are dead: they hold no resources and ignore signals
+_PR_SET_CHILD_SUBREAPER, _PR_GET_CHILD_SUBREAPER = 36, 37
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,12 @@ def _real_uid(pid: int) -> int | None:
 
 
 def _owners(uid: int | None) -> frozenset[int]:
-    """The real uids a payload process may have: the pilot's own, plus the switched-to account's."""
-    return frozenset({os.getuid()} if uid is None else {os.getuid(), uid})
+    """The real uid a payload process has: the switched-to account's when named, else the pilot's own.
+
+    Never both: under identity switching the pilot is root, and root processes that joined the
+    payload's group or tree (a setuid helper, a site daemon) are not the payload's to kill.
+    """
+    return frozenset({os.getuid() if uid is None else uid})
 
 
 def _table() -> dict[int, ProcInfo]:
@@ -131,6 +140,52 @@ def _protected(table: Mapping[int, ProcInfo]) -> set[int]:
     return pids
 
 
+def _prctl(option: int, arg: object = 0) -> int | None:
+    try:
+        return int(ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0))
+    except (OSError, AttributeError):  # no libc prctl: not Linux
+        return None
+
+
+def become_subreaper() -> bool:
+    """Make this process a child subreaper (Linux ≥ 3.4): orphans among its descendants are
+    re-parented to it instead of init, so a payload that double-forks into a new session between
+    two samples still is a descendant of the job wrapper."""
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1) == 0 and is_subreaper()
+
+
+def is_subreaper() -> bool:
+    value = ctypes.c_int(0)
+    return _prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(value)) == 0 and value.value != 0
+
+
+def own_descendants(*, uid: int | None = None) -> dict[int, int]:
+    """This process's live descendants of the payload's uid (see _owners), as pid → start time.
+
+    For a child subreaper that runs nothing but the payload meanwhile (the job wrapper), that is
+    every process the payload left, wherever it moved its session or process group.
+    """
+    table = _table()
+    owners = _owners(uid)
+    return {p: table[p].start for p in sorted(_descendants_in(table, os.getpid())) if _real_uid(p) in owners}
+
+
+def reap_children(keep: int) -> list[int]:
+    """Collect every dead child of this process but `keep` (a subreaper inherits orphans' zombies)."""
+    reaped = []
+    me = os.getpid()
+    for name in os.listdir("/proc"):  # bounded by the size of /proc
+        info = proc_info(int(name)) if name.isdigit() else None
+        if info is None or info.ppid != me or info.pid == keep or info.state not in _DEAD_STATES:
+            continue
+        try:
+            if os.waitpid(info.pid, os.WNOHANG)[0] == info.pid:
+                reaped.append(info.pid)
+        except ChildProcessError:
+            pass
+    return reaped
+
+
 def descendants(pid: int) -> list[int]:
     """All live descendants of `pid` (not `pid` itself), by walking the ppid links in /proc."""
     return sorted(_descendants_in(_table(), pid))
@@ -144,7 +199,7 @@ def group_members(pgid: int) -> list[int]:
 def payload_tree_ids(root_pid: int | None, pgid: int | None, *, uid: int | None = None) -> dict[int, int]:
     """The payload's live processes as pid → start time: the root, its descendants and its group.
 
-    Filtered to the pilot's own uid (and `uid`, the payload's account under identity switching),
+    Filtered to the pilot's own uid (or only `uid`, the payload's account under identity switching),
     minus the pilot, its ancestors and its own process group (a caller bug that passes the
     pilot's pid or group must not turn into killing the pilot).
     """
@@ -246,10 +301,12 @@ class _Tree:
     """
 
     def __init__(self, root_pid: int | None, pgid: int | None, known: Mapping[int, int], reap: bool,
-                 uid: int | None = None):  # fmt: skip
-        self.uid, self.owners = uid, _owners(uid)
+                 uid: int | None = None, adopted: bool = False):  # fmt: skip
+        self.uid, self.owners, self.adopted = uid, _owners(uid), adopted
         self.tracked = {p: s for p, s in known.items() if _alive(p, s)}
         self.tracked.update(payload_tree_ids(root_pid, pgid, uid=uid))
+        if adopted:
+            self.tracked.update(own_descendants(uid=uid))
         self.root = root_pid if root_pid in self.tracked else None
         self.pgid = pgid
         self.reap = reap
@@ -268,8 +325,10 @@ class _Tree:
             self.root = None
         if self.pgid is not None and not group_members(self.pgid):
             self.pgid = None  # the group is empty: its number is free for reuse from now on
-        new = {p: s for p, s in payload_tree_ids(self.root, self.pgid, uid=self.uid).items()
-               if p not in self.tracked}  # fmt: skip
+        found = payload_tree_ids(self.root, self.pgid, uid=self.uid)
+        if self.adopted:
+            found.update(own_descendants(uid=self.uid))
+        new = {p: s for p, s in found.items() if p not in self.tracked}
         self.tracked.update(new)
         return new
 
@@ -292,6 +351,7 @@ def kill_tree(
     known: Mapping[int, int] | None = None,
     reap: bool = True,
     uid: int | None = None,
+    adopted: bool = False,
 ) -> KillReport:
     """Terminate the payload's whole tree: SIGTERM, up to `grace` s to exit, then SIGKILL.
 
@@ -299,9 +359,11 @@ def kill_tree(
     left the tree since. With `reap`, our own children among them are waited for (WNOHANG);
     pass reap=False when the caller waits for the root itself (it wants the exit status).
     A SIGCONT follows the SIGTERM so that stopped processes can act on it. `uid`: the account a
-    root pilot runs the payload as (identity switching), whose processes may be signalled too.
+    root pilot runs the payload as (identity switching), whose processes alone are signalled then.
+    `adopted`: every descendant of this process is the payload's too (a child subreaper that runs
+    nothing else meanwhile: the job wrapper).
     """
-    tree = _Tree(root_pid, pgid, known or {}, reap, uid)
+    tree = _Tree(root_pid, pgid, known or {}, reap, uid, adopted)
     report = KillReport(signalled=tree.signal(signal.SIGTERM))
     tree.signal(signal.SIGCONT)
     deadline = time.monotonic() + max(grace, 0.0)

@@ -8,6 +8,11 @@ tree is killed (pilot.util.processes: only the payload's own processes). When th
 process exits, whatever it left running is killed as well: a payload must not leave processes
 behind on the node.
 
+The job wrapper is a child subreaper (pilot.util.processes.become_subreaper): a process the payload
+double-forks into a new session is re-parented to the wrapper, not to init, so with
+`adopt_orphans` every descendant of the wrapper counts as the payload's (monitor, kills, leftovers)
+and none survives the job; their zombies are collected.
+
 The main process is waited for with waitid(WNOWAIT) first and reaped only after the leftovers are
 dealt with: while it is an unreaped zombie, neither its pid nor its process-group id can be reused,
 so the group id still names this payload when the leftovers are killed.
@@ -106,9 +111,10 @@ def _spawn(command: str, cwd: Path, env: Mapping[str, str], stdout: Path, stderr
 class _Run:
     """One running payload: its identity, what was seen of it, and how it ended."""
 
-    def __init__(self, proc: subprocess.Popen, grace: float, uid: int | None = None) -> None:
+    def __init__(self, proc: subprocess.Popen, grace: float, uid: int | None, adopt: bool) -> None:
         self.proc, self.pid, self.pgid = proc, proc.pid, proc.pid  # own session: pgid == pid
         self.grace, self.uid = grace, uid  # uid: the switched-to account's, else None
+        self.adopt = adopt  # we are a subreaper running only the payload: all our descendants are its
         self.t0 = time.monotonic()
         self.ended: float | None = None
         try:
@@ -149,18 +155,28 @@ class _Run:
     def sample(self) -> PayloadSample:
         """Measure the payload now; remember its processes so orphans can still be killed later."""
         self.tracked = processes.still_running(self.tracked)
-        self.tracked.update(processes.payload_tree_ids(self.pid, self.pgid, uid=self.uid))
+        self.tracked.update(self._found())
         pids = frozenset(self.tracked)
         rss, cpu = processes.tree_rss_kb(pids), processes.tree_cpu_seconds(pids)
         self.max_rss_kb, self.cpu_seconds = max(self.max_rss_kb, rss), max(self.cpu_seconds, cpu)
         return PayloadSample(self.pid, self.pgid, pids, rss, cpu, time.monotonic() - self.t0)
 
+    def _found(self) -> dict[int, int]:
+        """The payload's processes now: its tree and group, and (subreaper) every descendant of ours."""
+        found = processes.payload_tree_ids(self.pid, self.pgid, uid=self.uid)
+        if self.adopt:
+            found.update(processes.own_descendants(uid=self.uid))
+        return found
+
+    def _kill_tree(self) -> processes.KillReport:
+        return processes.kill_tree(self.pid, self.pgid, grace=self.grace, known=self.tracked, reap=False,
+                                   uid=self.uid, adopted=self.adopt)  # fmt: skip
+
     def kill(self, verdict: Verdict | None) -> None:
         """Kill the payload tree (the main process is reaped later, by reap())."""
         self.killed = verdict
         log.warning("killing payload pid %d: %s", self.pid, verdict[1] if verdict else "pilot exception")
-        report = processes.kill_tree(self.pid, self.pgid, grace=self.grace, known=self.tracked, reap=False,
-                                     uid=self.uid)  # fmt: skip
+        report = self._kill_tree()
         log.info(
             "payload kill: SIGTERM %s, SIGKILL %s, left %s",
             report.signalled,
@@ -172,17 +188,15 @@ class _Run:
 
     def kill_leftovers(self) -> None:
         """Kill what the payload left running after its main process exited."""
-        left = processes.still_running(self.tracked) | processes.payload_tree_ids(
-            self.pid, self.pgid, uid=self.uid
-        )
-        if not left:
-            return
-        report = processes.kill_tree(self.pid, self.pgid, grace=self.grace, known=self.tracked, reap=False,
-                                     uid=self.uid)  # fmt: skip
-        self.leftovers = tuple(sorted(set(left) | set(report.signalled) | set(report.survivors_killed)))
-        log.warning(
-            "the payload left processes %s running after it exited: killed them", list(self.leftovers)
-        )
+        left = processes.still_running(self.tracked) | self._found()
+        if left:
+            report = self._kill_tree()
+            self.leftovers = tuple(sorted(set(left) | set(report.signalled) | set(report.survivors_killed)))
+            log.warning(
+                "the payload left processes %s running after it exited: killed them", list(self.leftovers)
+            )
+        if self.adopt:  # orphans re-parented to us, killed or ended by themselves, are our zombies
+            processes.reap_children(keep=self.pid)
 
     def reap(self) -> None:
         """Collect the main process's exit status and its own resource usage (with waited-for children)."""
@@ -244,16 +258,19 @@ def run_payload(
     grace: float = 10.0,
     monitor: Callable[[PayloadSample], Verdict | None] | None = None,
     account: Account | None = None,
+    adopt_orphans: bool = False,
 ) -> PayloadResult:
     """Run the payload to its end, killing it (and everything it started) on a verdict.
 
     Every `poll` s: `should_kill()`, the wall-time limit, then `monitor(sample)`; the first
     (code, diag) wins and becomes `killed`. An exception in a callback kills the payload too,
     then propagates. Raises PilotFailure(1310) when bash cannot even be started. `account`: run
-    as that local account (identity switching; the caller must be root).
+    as that local account (identity switching; the caller must be root). `adopt_orphans`: the
+    caller is a child subreaper that runs nothing else meanwhile (the job wrapper), so every
+    descendant of it is the payload's and is killed when the payload ends.
     """
     run = _Run(_spawn(command, cwd, env, stdout_path, stderr_path, account), grace,
-               None if account is None else account.uid)  # fmt: skip
+               None if account is None else account.uid, adopt_orphans)  # fmt: skip
     try:
         if on_start is not None:
             on_start(run.pid)

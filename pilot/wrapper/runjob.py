@@ -51,9 +51,14 @@ class Outcome:
 def payload_env(
     job: Job, jobdir: Path, cfg: Mapping[str, Any], account: glexec.Account | None = None
 ) -> dict[str, str]:
-    """Only what the payload needs, never a credential variable (not even from the queue's environ)."""
+    """Only what the payload needs, never a credential variable; from the queue's (unsigned) environ
+    nothing of credentials.DENIED_QUEUE_ENV (PATH, BASH_ENV, LD_*, PYTHON*, …), which is dropped with a warning."""
     env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ") if k in os.environ}
-    env.update(cfg["payload_environ"])
+    queue_env, refused = credentials.queue_environ(cfg["payload_environ"])
+    if refused:
+        log.warning("the queue's environ may not set %s: dropped from the payload's environment",
+                    ", ".join(refused))  # fmt: skip
+    env.update(queue_env)
     env.update(HOME=str(jobdir), TMPDIR=str(jobdir), PANDAID=str(job.PandaID), PanDA_TaskID=job.taskID,
                PILOT_HOME=cfg["pilot_home"], PILOT_WORK_DIR=str(jobdir), PANDA_SITE=cfg["queuedata"].get("siteid", ""),
                PANDA_QUEUE=cfg["queuedata"]["nickname"], ATHENA_CORE_NUMBER=str(job.coreCount))  # fmt: skip
@@ -127,6 +132,7 @@ def _setup_stagein_payload(
                                                       payload_start_ticks=_start_ticks(pid),
                                                       payload_uid=account.uid if account else None),
             poll=0.5, grace=cfg["kill_grace"], monitor=_monitor(job, jobdir, cfg), account=account,
+            adopt_orphans=processes.is_subreaper(),  # the job wrapper: see pilot.wrapper.__main__
         )  # fmt: skip
     finally:
         if account is not None:
@@ -229,7 +235,9 @@ def _stage_out_all(job: Job, jobdir: Path, cfg: Mapping[str, Any], out: Outcome,
     outputs = [f for f in job.outputs if not f.is_log] if payload_ok else []
     stageout_error = _try_stage_out(job, jobdir, cfg, outputs, done, should_abort, record)
     if job.log is not None:
-        log_error = _stage_out_log(job, jobdir, cfg, job.log, done, should_abort, record)
+        uid = out.account.uid if out.account else workdir.read_state(jobdir).get("payload_uid")
+        log_error = _stage_out_log(job, jobdir, cfg, job.log, done, should_abort, record,
+                                   payload_uid=uid if isinstance(uid, int) else None)  # fmt: skip
         stageout_error = stageout_error or log_error
     if stageout_error:
         out.fail(*stageout_error)
@@ -253,11 +261,14 @@ def _try_stage_out(
     return None
 
 
-def _stage_out_log(job, jobdir, cfg, log_file: OutFile, done, should_abort, record) -> tuple[int, str] | None:
+def _stage_out_log(job, jobdir, cfg, log_file: OutFile, done, should_abort, record, *,
+                   payload_uid: int | None) -> tuple[int, str] | None:  # fmt: skip
+    """`payload_uid`: the account a switched payload ran as (a recovery reads it from the state file)."""
     if log_file.lfn not in done:
         try:
             workdir.make_log_tarball(jobdir, log_file.lfn, cfg["queuedata"]["nickname"], job.PandaID,
-                                     exclude={f.lfn for f in (*job.inputs, *job.outputs)})  # fmt: skip
+                                     exclude={f.lfn for f in (*job.inputs, *job.outputs)}, payload_uid=payload_uid,
+                                     pilot_files={trf.fetched_name(job.transformation)} - {""})  # fmt: skip
         except OSError as exc:
             return 1320, f"cannot create the log tarball {log_file.lfn}: {exc}"
     return _try_stage_out(job, jobdir, cfg, [log_file], done, should_abort, record)

@@ -39,8 +39,13 @@ def command(job: Job, jobdir: Path, cfg: Mapping[str, Any], job_pars: str, path:
     return f"{trf} {job_pars}".rstrip()
 
 
+def fetched_name(trf: str) -> str:
+    """The file a transformation URL is saved as in the job dir; "" for an installed command."""
+    return trf.rstrip("/").rsplit("/", 1)[-1] if trf.startswith(("http://", "https://")) else ""
+
+
 def _fetch(url: str, jobdir: Path, cfg: Mapping[str, Any], should_abort: Callable[[], bool]) -> str:
-    name = url.rstrip("/").rsplit("/", 1)[-1]
+    name = fetched_name(url)
     if not name or name.startswith(".") or "/" in name or name in RESERVED or name.startswith("jobState-"):
         raise PilotFailure(1149, f"transformation URL {url} names no usable file")
     target = jobdir / name

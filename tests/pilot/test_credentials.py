@@ -8,6 +8,7 @@ this checkout); those tests need root to switch users and are skipped otherwise.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pwd
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pilot import config, credentials
+from pilot import cli, config, credentials
 from pilot.job import parse
 from pilot.wrapper.runjob import payload_env
 from tests.support import unprivileged
@@ -41,6 +42,59 @@ def test_credential_variables_never_reach_the_payload(tmp_path, monkeypatch):
     assert credentials.without_credentials({"X509_CERT_DIR": "/ca", "PANDA_AUTH_VO": "atlas"}) == {
         "X509_CERT_DIR": "/ca"
     }
+
+
+def _hooks(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A queue environ that would make `bash -c 'id -u'` run other code, one way per variable; each
+    way leaves a marker file named after its variable in the returned dir."""
+    markers, bin_dir = tmp_path / "ran", tmp_path / "bin"
+    markers.mkdir()
+    bin_dir.mkdir()
+    touch = shutil.which("touch")
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"{touch} {markers}/BASH_ENV\n")
+    fake_id = bin_dir / "id"
+    fake_id.write_text(f"#!/bin/sh\n{touch} {markers}/PATH\n")
+    fake_id.chmod(0o755)
+    evil = {"BASH_ENV": str(hook), "PATH": str(bin_dir), "SHELLOPTS": "xtrace", "PS4": f"$({touch} {markers}/PS4)",
+            "LD_PRELOAD": "/nonexistent/evil.so", "LD_LIBRARY_PATH": str(bin_dir), "ENV": str(hook),
+            "PYTHONSTARTUP": str(hook), "PYTHONPATH": str(bin_dir), "FRONTIER_SERVER": "http://frontier:8000"}  # fmt: skip
+    return evil, markers
+
+
+def test_the_queue_environ_cannot_make_the_payload_run_other_code(tmp_path, caplog):
+    """queuedata is not signed: whoever can change schedconfig must not get code run in the payload's place."""
+    evil, markers = _hooks(tmp_path)
+    base = {"PATH": "/usr/bin:/bin", "LANG": "C"}
+    # the control: these variables do take over bash when they reach it (PS4 too, but not for root)
+    subprocess.run(
+        ["/bin/bash", "-c", "id -u"], env={**base, **evil}, cwd=tmp_path, capture_output=True, timeout=30
+    )
+    assert {"BASH_ENV", "PATH"} <= set(os.listdir(markers))
+    for name in os.listdir(markers):
+        (markers / name).unlink()
+    job = parse({"PandaID": "7", "transformation": "/bin/true"})
+    with caplog.at_level(logging.WARNING, logger="pilot.wrapper"):
+        env = payload_env(job, tmp_path, {"payload_environ": evil, "pilot_home": str(tmp_path),
+                                          "queuedata": {"nickname": "Q", "siteid": "S"}})  # fmt: skip
+    assert env["FRONTIER_SERVER"] == evil["FRONTIER_SERVER"] and env["PATH"] == os.environ["PATH"]
+    assert not set(evil) - {"FRONTIER_SERVER", "PATH"} & set(env), env
+    r = subprocess.run(
+        ["/bin/bash", "-c", "id -u"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert r.stdout.strip() == str(os.getuid()) and os.listdir(markers) == []
+    dropped = "BASH_ENV, ENV, LD_LIBRARY_PATH, LD_PRELOAD, PATH, PS4, PYTHONPATH, PYTHONSTARTUP, SHELLOPTS"
+    assert f"the queue's environ may not set {dropped}: dropped" in caplog.text
+
+
+def test_the_pilot_log_names_what_the_queue_environ_may_not_set(caplog):
+    cfg = config.parse(["-q", "Q", "--user-map", "/etc/grid-security/grid-mapfile"], {})
+    with caplog.at_level(logging.WARNING, logger="pilot"):
+        cli._warn_about_queue(
+            cfg, {"nickname": "Q", "environ": "LD_PRELOAD=/x.so FRONTIER_SERVER=ok BASH_ENV=/h"}
+        )
+    assert "queue Q: its environ may not set BASH_ENV, LD_PRELOAD (queuedata is not signed)" in caplog.text
+    assert "FRONTIER" not in caplog.text
 
 
 def test_options_and_variables(monkeypatch):

@@ -6,6 +6,7 @@ identities need root and are skipped otherwise.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import stat
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pilot import glexec, workdir
+from pilot import cli, config, glexec, workdir
 from pilot.errors import PilotFailure
 from pilot.job import parse
 from pilot.wrapper import transfers
@@ -92,12 +93,40 @@ def test_a_proxy_dn_maps_to_its_owners_account(mapfile):
 
 def test_a_non_root_pilot_refuses_a_glexec_queue(mapfile):
     pw = unprivileged.ensure_user(unprivileged.PILOT_USER)
-    code = ("from pilot import glexec\nfrom pilot.errors import PilotFailure\ntry:\n"
+    code = ("from pilot import glexec\nfrom pilot.errors import PilotFailure\n"
+            f"print(glexec.target({JANE!r}, {{'queuedata': {{'nickname': 'Q'}}, 'user_map': {str(mapfile)!r}}}))\ntry:\n"
             f"    glexec.target({JANE!r}, {{'queuedata': {{'nickname': 'Q', 'glexec': True}}, 'user_map': {str(mapfile)!r}}})\n"
             "except PilotFailure as e:\n    print(e.code, e.diag)\n")  # fmt: skip
     r = subprocess.run([unprivileged.PYTHON, "-c", code], env={"PYTHONPATH": str(unprivileged.ROOT)}, cwd="/",
                        capture_output=True, text=True, timeout=60, user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])  # fmt: skip
-    assert r.stdout.startswith("1391 ") and "not root" in r.stdout, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "None", "a non-root pilot given a map still runs payloads as itself on a plain queue"
+    assert lines[1].startswith("1391 ") and "not root" in lines[1], r.stderr
+
+
+@pytest.mark.parametrize("flag", [None, False, "FALSE", "0"])
+def test_a_root_pilot_with_a_user_map_switches_whatever_the_queue_says(mapfile, flag):
+    """The local option wins: unsigned queuedata may turn switching on, never off."""
+    queuedata = {"nickname": "Q"} if flag is None else {"nickname": "Q", "glexec": flag}
+    account = glexec.target(JANE, {"queuedata": queuedata, "user_map": str(mapfile)})
+    assert account is not None and account.name == "pandauser1"
+    assert glexec.target(JANE, {"queuedata": queuedata, "user_map": ""}) is None
+
+
+def test_a_root_pilot_without_a_user_map_says_payloads_run_as_root(caplog):
+    unprivileged.require_root()
+    with caplog.at_level(logging.WARNING, logger="pilot"):
+        cli._warn_about_queue(config.parse(["-q", "Q"], {}), {"nickname": "Q"})
+    assert caplog.text.count("the pilot runs as root without --user-map: payloads will run as root;") == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pilot"):
+        cli._warn_about_queue(config.parse(["-q", "Q"], {}), {"nickname": "Q", "glexec": "TRUE"})
+        assert "payloads will run as root (this queue has glexec: its jobs fail with 1391)" in caplog.text
+        caplog.clear()
+        cli._warn_about_queue(
+            config.parse(["-q", "Q", "--user-map", "/etc/grid-mapfile"], {}), {"nickname": "Q"}
+        )
+    assert caplog.text == ""
 
 
 @pytest.fixture
@@ -179,6 +208,42 @@ def test_outputs_must_be_regular_files_of_the_payloads_account(jobdir):
         transfers.stage_out(job2, d, {"queuedata": {}, "ddmconf": {}}, list(job2.outputs), {}, lambda: False,
                             lambda *_: None)  # fmt: skip
     assert info.value.code == 1165
+
+
+def _packed(d: Path, **kw) -> tuple[set[str], bytes]:
+    with tarfile.open(workdir.make_log_tarball(d, "log.tgz", "Q", 7, exclude=set(), **kw)) as tar:
+        names = {m.name.removeprefix("tarball_PandaJob_7_Q/") for m in tar.getmembers()}
+        return names, b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())
+
+
+def test_log_tarball_packs_no_hard_link_and_under_switching_only_the_accounts_files(jobdir):
+    """A root wrapper packs the log: a hard link the account made to a root file (fs.protected_hardlinks=0)
+    must not ship that file; neither must a root file the pilot did not make."""
+    d, account = jobdir
+    key = b"-----BEGIN PRIVATE KEY-----"
+    pilot_log, proxy = d.parent / "pilotlog.txt", d.parent / "x509up"
+    for secret in (pilot_log, proxy):
+        secret.write_bytes(key)
+        secret.chmod(0o600)
+    os.link(pilot_log, d / "linked.txt")  # both names remain: two links
+    os.link(proxy, d / "orphaned-link.txt")
+    proxy.unlink()  # the original name gone (--remove-proxy): one link left, still root's
+    # root's, as the wrapper makes them
+    for name in ("payload.stdout", "wrapper.log", "trf.sh", "root-made.txt"):
+        (d / name).write_text(name)
+    workdir.update_state(d, phase="stageout")
+    (d / "sub").mkdir()
+    (d / "sub" / "wrapper.log").write_text("root's, not the pilot's")
+    for name in ("mine.txt", "sub/mine.txt", "mine-twice.txt"):
+        (d / name).write_text("the account's")
+        os.chown(d / name, account.uid, account.gid)
+    os.link(d / "mine-twice.txt", d / "sub" / "again.txt")
+    names, data = _packed(d, payload_uid=account.uid, pilot_files={"trf.sh"})
+    assert names == {"mine.txt", "sub/mine.txt", "payload.stdout", "wrapper.log", "trf.sh", "jobState-7.json"}
+    assert key not in data
+    names, data = _packed(d)  # no identity switching: the payload is the pilot's uid (or root) anyway
+    assert "linked.txt" not in names and "mine-twice.txt" not in names and "sub/again.txt" not in names
+    assert {"orphaned-link.txt", "root-made.txt", "sub/wrapper.log", "mine.txt"} <= names
 
 
 def test_pilot_files_never_follow_what_the_payload_planted(tmp_path):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -169,6 +172,51 @@ def test_exception_in_a_callback_still_kills_the_payload(run):
     with pytest.raises(RuntimeError, match="monitor bug"):
         run("sleep 300 & sleep 300", monitor=monitor)
     # the fixture's teardown fails the test if any process seen is still running
+
+
+SUBREAPER = """
+import json, os, sys
+from pathlib import Path
+from pilot.util import processes
+from pilot.wrapper.payload import run_payload
+d = Path(sys.argv[1])
+subreaper = processes.become_subreaper()  # as the job wrapper does first thing
+r = run_payload(sys.argv[2], cwd=d, env={"PATH": "/usr/bin:/bin"}, stdout_path=d / "o", stderr_path=d / "e",
+                poll=0.5, grace=0.5, adopt_orphans=processes.is_subreaper())
+children = [i.pid for i in map(processes.proc_info, (int(n) for n in os.listdir("/proc") if n.isdigit()))
+            if i is not None and i.ppid == os.getpid()]
+print(json.dumps({"subreaper": subreaper, "exit": r.exit_code, "leftovers": r.leftovers, "children": children}))
+"""
+
+
+def _processes_with_argv(argv: list[str]) -> list[int]:
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                if fh.read().split(b"\0")[:-1] == [a.encode() for a in argv]:
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_double_forked_orphan_in_a_new_session_does_not_outlive_the_payload(tmp_path):
+    """The payload daemonizes a sleep (subshell + setsid) and exits before the first sample: nothing
+    ever sees the sleep in the payload's tree or group; as a child subreaper the wrapper still has it."""
+    sleep = ["sleep", f"300.{os.getpid()}{time.monotonic_ns() % 100000}"]  # this test's own, by its argv
+    code = f"(setsid {' '.join(sleep)} > /dev/null 2>&1 &); exit 0"
+    try:
+        r = subprocess.run([sys.executable, "-c", SUBREAPER, str(tmp_path), code], capture_output=True, text=True,
+                           timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})  # fmt: skip
+        left = _processes_with_argv(sleep)
+    finally:
+        for pid in _processes_with_argv(sleep):  # only if the wrapper failed to: by this test's argv
+            os.kill(pid, signal.SIGKILL)
+    out = json.loads(r.stdout or "{}") or pytest.fail(r.stderr)
+    assert out["subreaper"] is True and out["exit"] == 0
+    assert left == [], "the orphan was killed with the payload"
+    assert len(out["leftovers"]) == 1 and out["children"] == [], "and reaped: no zombie is left"
 
 
 def test_unstartable_payload_is_a_pilot_failure(tmp_path):

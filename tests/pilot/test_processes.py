@@ -162,12 +162,16 @@ def test_other_uid_in_the_payload_tree_is_not_signalled(started):
 
 @pytest.mark.skipif(os.getuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
 def test_the_switched_accounts_processes_are_the_payloads_when_named(started):
-    """Identity switching: a root pilot names the payload's account (uid=), whose processes it then kills."""
-    proc = started.popen("setpriv --reuid=65534 --regid=65534 --clear-groups sleep 300 & sleep 300")
+    """Identity switching: a root pilot names the payload's account (uid=), whose processes alone it
+    then kills: root processes in the payload's group and tree (here its root bash and a root sleep)
+    are not the payload's, although the pilot is root too."""
+    proc = started.popen("sleep 300 & setpriv --reuid=65534 --regid=65534 --clear-groups sleep 300 & wait")
     kids = _wait_for(lambda: [p for p in processes.descendants(proc.pid) if processes._real_uid(p) == 65534])
+    root_kids = _wait_for(lambda: [p for p in processes.descendants(proc.pid) if processes._real_uid(p) == 0])
     for pid in processes.descendants(proc.pid):
         started.add(pid)
-    assert kids[0] in processes.payload_tree(proc.pid, proc.pid, uid=65534)
+    assert processes.payload_tree(proc.pid, proc.pid, uid=65534) == set(kids)
     report = processes.kill_tree(proc.pid, proc.pid, grace=GRACE, uid=65534)
-    assert kids[0] in report.signalled + report.survivors_killed
-    assert not _alive(kids[0]) and not _alive(proc.pid)
+    assert set(report.signalled + report.survivors_killed) == set(kids)
+    assert not _alive(kids[0])
+    assert _alive(proc.pid) and _alive(root_kids[0])  # the teardown (which started them) kills them, by pid

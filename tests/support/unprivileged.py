@@ -64,8 +64,12 @@ def pilot_argv(server, queue: str, workdir: Path, *extra: str) -> list[str]:
 
 
 def run_pilot_as(user: str, server, queue: str, workdir: Path, *extra: str, proxy: Path | None,
-                 timeout: float = 180) -> subprocess.CompletedProcess:  # fmt: skip
-    """Run our pilot as `user`; the proxy goes in X509_USER_PROXY (a command line is public)."""
+                 timeout: float = 180, parent_shell: bool = False) -> subprocess.CompletedProcess:  # fmt: skip
+    """Run our pilot as `user`; the proxy goes in X509_USER_PROXY (a command line is public).
+
+    `parent_shell`: start it as a batch job would, from a shell of the same user (which stays its
+    parent, dumpable, with X509_USER_PROXY in its environment), not straight from this root process.
+    """
     pw = pwd.getpwnam(user)
     workdir.mkdir(parents=True, exist_ok=True)
     hand_over(workdir, user)
@@ -76,8 +80,11 @@ def run_pilot_as(user: str, server, queue: str, workdir: Path, *extra: str, prox
            "XRD_CONNECTIONRETRY": "1", "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
     if proxy is not None:
         env["X509_USER_PROXY"] = str(proxy)
-    return subprocess.run(pilot_argv(server, queue, workdir, *extra), env=env, cwd=workdir, user=pw.pw_uid,
-                          group=pw.pw_gid, extra_groups=[], capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    argv = pilot_argv(server, queue, workdir, *extra)
+    if parent_shell:  # not `exec`: the shell waits for the pilot, as a batch job's script does
+        argv = ["/bin/sh", "-c", '"$@"; exit $?', "batch-job", *argv]
+    return subprocess.run(argv, env=env, cwd=workdir, user=pw.pw_uid, group=pw.pw_gid, extra_groups=[],
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
 def session_members(uid: int, sid: int, *, settle: float = 2.0) -> list[int]:

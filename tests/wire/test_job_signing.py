@@ -33,11 +33,13 @@ CHANGED = "signature does not match: the job specification was changed after sub
 
 
 def signed_job(**attrs):
-    """Jane's analysis job with $PANDAID in its parameters and outputs, and two inputs."""
+    """Jane's analysis job with $PANDAID in its parameters and outputs, an output and a log added
+    before three inputs (one an adler32, one an md5 only, and the first again: the reply collapses it)."""
     job = user_job(params="-c 'echo $PANDAID > out.$PANDAID'", transformation="/bin/bash", **attrs)
-    for lfn in ("in.b.root", "in.a.root"):
+    for lfn, sums in (("in.b.root", {"checksum": "ad:00000001"}), ("in.a.root", {"md5sum": "0" * 31 + "2"}),
+                      ("in.b.root", {"checksum": "ad:00000001"})):  # fmt: skip
         job.add_file(FileSpec(lfn=lfn, type="input", dataset="data.in", prodDBlock="data.in", scope="test",
-                              GUID=f"guid-{lfn}", fsize=1, checksum="ad:00000001", status="ready"))  # fmt: skip
+                              GUID=f"guid-{lfn}", fsize=1, status="ready", **sums))  # fmt: skip
     return job
 
 
@@ -77,6 +79,8 @@ def test_get_job_reply_carries_a_signature_that_verifies(live, clean_db, user, p
     assert str(out["StatusCode"]) == "0" and out["PandaID"] == str(pid)
     assert out["jobSignature"] == stored_signature(clean_db, pid)
     assert out["inFiles"] == "in.b.root,in.a.root"
+    assert out["checksum"] == "ad:00000001,md5:" + "0" * 31 + "2"
+    assert out["outFiles"] == f"out0.{pid:05d}.root,log.{pid:05d}.job.log.tgz"
     assert signing.verify_reply(out, public_key(live)).ok
 
 
@@ -101,6 +105,58 @@ def test_a_job_changed_in_the_db_no_longer_verifies(live, clean_db, user, pilot)
     assert out["PandaID"] == str(pid) and out["jobPars"] == "-c 'touch /tmp/owned'"
     verdict = signing.verify_reply(out, public_key(live))
     assert not verdict.ok and verdict.reason.startswith(CHANGED)
+
+
+@pytest.mark.parametrize(
+    "file_type, column, value",
+    [
+        ("input", "GUID", "guid-of-another-replica"),
+        ("input", "scope", "user.mallory"),
+        ("input", "checksum", "ad:ffffffff"),
+        ("input", "md5sum", "f" * 32),  # the md5-only input
+        ("output", "lfn", "elsewhere.root"),
+        ("output", "scope", "user.mallory"),
+        ("output", "dataset", "user.mallory.results"),
+        ("log", "lfn", "log.tgz"),
+        ("log", "GUID", "another-log-guid"),
+        ("log", "dataset", "user.mallory.logs"),
+    ],
+)
+def test_a_file_changed_in_the_db_no_longer_verifies(live, clean_db, user, pilot, file_type, column, value):
+    [pid] = submitted_and_activated(live, clean_db, user)
+    f = t.filestable4
+    with clean_db.begin() as conn:
+        changed = conn.execute(sa.update(f).where(f.c.PandaID == pid, f.c.type == file_type,
+                                                  getattr(f.c, column).is_not(None))
+                               .values({column: value}))  # fmt: skip
+        assert changed.rowcount >= 1
+    out = reply(legacy(pilot, live.https_url, "getJob", siteName=ANALY_SITE, prodSourceLabel="user"))
+    assert out["PandaID"] == str(pid)
+    verdict = signing.verify_reply(out, public_key(live))
+    assert not verdict.ok and verdict.reason.startswith(CHANGED)
+
+
+def test_a_changed_transfer_type_no_longer_verifies(live, clean_db, user, pilot):
+    [pid] = submitted_and_activated(live, clean_db, user)
+    force_status(clean_db, pid, "activated", transferType="direct")
+    out = reply(legacy(pilot, live.https_url, "getJob", siteName=ANALY_SITE, prodSourceLabel="user"))
+    assert out["PandaID"] == str(pid) and out["transferType"] == "direct"
+    assert signing.verify_reply(out, public_key(live)).reason.startswith(CHANGED)
+
+
+def test_site_dependent_fields_changed_after_submission_still_verify(live, clean_db, user, pilot):
+    """Dispatch and destination blocks and SEs are decided per site after submission (Setupper,
+    brokerage): they are not signed."""
+    [pid] = submitted_and_activated(live, clean_db, user)
+    f = t.filestable4
+    with clean_db.begin() as conn:
+        conn.execute(sa.update(f).where(f.c.PandaID == pid).values(
+            dispatchDBlock="panda.dis.999", destinationDBlock="user.jane.out_sub999", destinationSE="OTHER_SE"))  # fmt: skip
+    force_status(clean_db, pid, "activated", destinationSE="OTHER_SE")
+    out = reply(legacy(pilot, live.https_url, "getJob", siteName=ANALY_SITE, prodSourceLabel="user"))
+    assert out["PandaID"] == str(pid) and out["dispatchDblock"] == "panda.dis.999,panda.dis.999"
+    assert out["destinationSE"] == "OTHER_SE"
+    assert signing.verify_reply(out, public_key(live)).ok
 
 
 def test_a_reassigned_job_still_verifies(live, clean_db, user, pilot):

@@ -1,6 +1,6 @@
-"""Identity switching (gLExec's role): a root pilot on a `glexec` queue runs the payload as the
-local account its owner's DN maps to in --user-map; whatever cannot be switched fails with 1391
-and never runs under the pilot's identity.
+"""Identity switching (gLExec's role): a root pilot given --user-map (on any queue) or on a `glexec`
+queue runs the payload as the local account its owner's DN maps to in --user-map; whatever cannot
+be switched fails with 1391 and never runs under the pilot's identity.
 
 The accounts pandauser1 and pandauser2 are created with useradd when missing. The pilot runs as
 root (these tests need root) except where a non-root pilot is the point.
@@ -106,13 +106,25 @@ def test_non_root_pilot_on_a_glexec_queue_fails_the_job_with_1391(live, engine, 
     assert not marker.exists()
 
 
-def test_without_glexec_the_payload_runs_as_the_pilot_as_before(live, engine, site):
+def test_a_root_pilot_with_a_user_map_switches_on_a_queue_without_glexec(live, engine, site):
+    """The local option wins: queuedata (unsigned) can turn switching on, never off."""
     job = pilots.shell_job(PLAIN_QUEUE, "id -u > who.out", outputs=["who.out"], prodUserID=JANE)
     pid = pilots.insert_activated(engine, job)
     proc = pilots.run_pilot(live, PLAIN_QUEUE, site["work"], "--user-map", str(site["map"]))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert pilots.job_row(engine, pid)["pilotErrorCode"] == 0
-    assert stored(site, "who.out").strip() == str(os.getuid())
+    assert stored(site, "who.out").strip() == str(site["accounts"]["pandauser1"].pw_uid)
+    assert "payloads will run as root" not in proc.stderr
+
+
+def test_a_root_pilot_without_a_user_map_runs_payloads_as_root_and_says_so(live, engine, site):
+    job = pilots.shell_job(PLAIN_QUEUE, "id -u > who.out", outputs=["who.out"], prodUserID=JANE)
+    pid = pilots.insert_activated(engine, job)
+    proc = pilots.run_pilot(live, PLAIN_QUEUE, site["work"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert pilots.job_row(engine, pid)["pilotErrorCode"] == 0
+    assert stored(site, "who.out").strip() == "0"
+    assert proc.stderr.count("the pilot runs as root without --user-map: payloads will run as root") == 1
 
 
 def test_kill_reaches_a_payload_running_as_another_account(live, engine, site):

@@ -206,3 +206,33 @@ def test_job_with_a_path_as_file_name_is_refused_and_reported(live, engine, pilo
     row = pilots.job_row(engine, pid)
     assert (row["jobStatus"], row["pilotErrorCode"]) == ("holding", 1371), row["pilotErrorDiag"]
     assert not (pilot_dir.parent / "escape.dat").exists()
+
+
+def _processes_with_argv(argv: list[str]) -> list[int]:
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                if fh.read().split(b"\0")[:-1] == [a.encode() for a in argv]:
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_payload_that_daemonizes_a_process_leaves_nothing_behind(live, engine, pilot_dir):
+    """Double fork + setsid, then exit at once: the job wrapper, a child subreaper, still has the
+    daemon as a descendant and kills it with the payload."""
+    sleep = ["sleep", f"300.{os.getpid()}{time.monotonic_ns() % 100000}"]  # this test's own, by its argv
+    job = pilots.shell_job(QUEUE, f"(setsid {' '.join(sleep)} > /dev/null 2>&1 &); echo daemonized")
+    pid = pilots.insert_activated(engine, job)
+    try:
+        proc = pilots.run_pilot(live, QUEUE, pilot_dir)
+        left = _processes_with_argv(sleep)
+    finally:
+        for p in _processes_with_argv(sleep):  # only if the pilot failed to: by this test's argv
+            os.kill(p, signal.SIGKILL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"PandaID={pid} finished" in proc.stdout
+    assert left == [], "no process of the payload outlives the job"
+    assert "the payload left processes" in proc.stderr

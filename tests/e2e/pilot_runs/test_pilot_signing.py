@@ -1,6 +1,7 @@
 """Signed job specifications, end to end: a job submitted over HTTPS is signed by the server and
 verified by our pilot before anything runs; a job changed in the database after submission, or
-one without a signature, is refused with 1390 BADJOBSIGNATURE and its payload never starts.
+one without a signature, is refused with 1390 BADJOBSIGNATURE and its payload never starts. On a
+queue with identity switching (glexec) an unsigned job is refused even with --unsigned-jobs allow.
 
 Jobs are submitted with the classic client API (Jane's proxy, label `test`, which the production
 queue CLOUDA_T1 runs), activated by the Setupper, then taken by `python -m pilot`.
@@ -24,6 +25,7 @@ from panda_server.settings import Settings
 from tests.support import pilots
 
 QUEUE = "CLOUDA_T1"
+GLEXEC_QUEUE = "SIGNED_GLEXEC_T2"
 CHANGED = "signature does not match: the job specification was changed after submission"
 
 
@@ -93,6 +95,20 @@ def test_parameters_changed_in_the_db_are_refused_and_never_run(live, engine, pi
     assert not list(pilot_dir.glob("PanDA_Pilot_*")), "no job dir was made; the pilot home is gone"
 
 
+def test_a_file_changed_in_the_db_is_refused(live, engine, pilot_dir):
+    """The log's dataset decides where the results go: it is signed like the job's parameters."""
+    marker = pilot_dir / "ran"
+    pid = submit_activated(live, engine, f"touch {marker}")
+    f = t.filestable4
+    with engine.begin() as conn:
+        changed = conn.execute(sa.update(f).where(f.c.PandaID == pid, f.c.type == "log")
+                               .values(dataset="user.mallory.logs"))  # fmt: skip
+        assert changed.rowcount == 1
+    proc = pilots.run_pilot(live, QUEUE, pilot_dir)
+    assert_refused(engine, proc, pid, CHANGED)
+    assert not marker.exists()
+
+
 def test_an_unsigned_job_is_refused(live, engine, pilot_dir):
     marker = pilot_dir / "ran"
     pid = submit_activated(live, engine, f"touch {marker}")
@@ -111,6 +127,21 @@ def test_an_unsigned_job_runs_with_unsigned_jobs_allow(live, engine, pilot_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"PandaID={pid} has no signature; running it because of --unsigned-jobs allow" in proc.stderr
     assert marker.exists()
+
+
+def test_an_unsigned_job_is_refused_on_a_glexec_queue_even_with_unsigned_jobs_allow(live, engine, pilot_dir):
+    """There the payload's account is chosen by prodUserID, which only a signature vouches for."""
+    se = pilot_dir / "se"
+    se.mkdir()
+    pilots.add_queue(engine, GLEXEC_QUEUE, se_path=str(se), copytool="cp", glexec=True)
+    marker = pilot_dir / "ran"
+    pid = pilots.insert_activated(engine, pilots.shell_job(GLEXEC_QUEUE, f"touch {marker}"))
+    set_params(engine, pid, jobSignature=None)
+    proc = pilots.run_pilot(live, GLEXEC_QUEUE, pilot_dir / "work", "--unsigned-jobs", "allow")
+    row = assert_refused(engine, proc, pid, "no signature")
+    assert "unsigned jobs are refused whatever --unsigned-jobs says" in row["pilotErrorDiag"]
+    assert "running it because of --unsigned-jobs allow" not in proc.stderr
+    assert not marker.exists()
 
 
 def test_a_changed_job_is_refused_even_with_unsigned_jobs_allow(live, engine, pilot_dir):
