@@ -33,7 +33,7 @@ run: venv system-deps
 	@echo "PanDA server:  https://localhost:25443/server/panda  (mTLS; user proxy var/pki/user.proxy, CA dir var/pki/ca)"
 	@echo "               http://localhost:25080/server/panda   (passive reads)"
 	@echo "Queuedata:     http://localhost:25080/cache/schedconfig/CLOUDA_T1.all.json"
-	@echo "Pilots:        .venv/bin/panda-pilot -q <queue> --url https://localhost:25443 --proxy var/pki/pilot.proxy --ca-dir var/pki/ca -a var/pilots"
+	@echo "Pilots:        X509_USER_PROXY=var/pki/pilot.proxy .venv/bin/panda-pilot -q <queue> --url https://localhost:25443 --ca-dir var/pki/ca -a var/pilots"
 	@echo "Logs:          var/log/ (pilot-<queue>.log per demo pilot)    Stop everything: make stop"
 
 stop:
