@@ -150,9 +150,8 @@ def load_job_key(ctx: PilotContext) -> JobKey:
 
 
 def switches_identity(ctx: PilotContext) -> bool:
-    """Would payloads run under their owner's account (pilot.glexec): the queue asks (`glexec`),
-    or a root pilot has --user-map?"""
-    return glexec.wanted(ctx.queuedata) or (bool(ctx.cfg.user_map) and os.geteuid() == 0)
+    """Would payloads run under their owner's account (the one decision is pilot.glexec.wanted)?"""
+    return glexec.wanted(ctx.queuedata, ctx.cfg.user_map)
 
 
 def unsigned_policy(ctx: PilotContext) -> str:

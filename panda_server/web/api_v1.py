@@ -37,12 +37,7 @@ class Failure(Exception):
 
 
 def params() -> dict[str, Any]:
-    out = _params()
-    try:
-        wire.check_params(out)
-    except wire.BodyError as exc:
-        raise InvalidRequest(str(exc)) from None
-    return out
+    return common.checked(_params())
 
 
 def _params() -> dict[str, Any]:

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from panda_server.caller import Caller
 from panda_server.db.engine import transaction
-from panda_server.errors import Forbidden, NotSecure, RoleRequired
+from panda_server.errors import Forbidden, InvalidRequest, NotSecure, RoleRequired
 from panda_server.protocol import identity, wire
 from panda_server.settings import Settings
 from panda_server.taskbuffer import users
@@ -48,6 +48,15 @@ def current_user_name() -> str | None:
         return None
     who = g.get("caller")
     return who.dn if who is not None else None
+
+
+def checked(params: dict[str, Any]) -> dict[str, Any]:
+    """Request parameters after the bounds every endpoint shares (protocol/wire.check_params)."""
+    try:
+        wire.check_params(params)
+    except wire.BodyError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return params
 
 
 def in_transaction(fn: Callable[[Connection, Mapping[str, Any]], Any]) -> Callable[[Mapping[str, Any]], Any]:

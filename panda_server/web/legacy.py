@@ -42,10 +42,9 @@ def params() -> dict[str, Any]:
             out = wire.decode_body(request.get_data(cache=False), request.content_type,
                                    limit=common.settings().max_body_bytes,
                                    content_encoding=request.headers.get("Content-Encoding"))  # fmt: skip
-        wire.check_params(out)
     except wire.BodyError as exc:
         raise InvalidRequest(str(exc)) from None
-    return out
+    return common.checked(out)
 
 
 def _get_job(conn, p):
