@@ -207,6 +207,18 @@ sitedata = Table(
     PrimaryKeyConstraint("site", "flag", "hours"),
 )
 
+# Pilot requests per minute bin, summed into sitedata's windows (taskbuffer/sitedata.py).
+sitedata_bins = Table(
+    "sitedata_bins",
+    metadata,
+    Column("site", Text(), nullable=False),
+    Column("flag", Text(), nullable=False),
+    Column("bin", DateTime(), nullable=False),
+    Column("getJob", Integer(), nullable=False, server_default="0"),
+    Column("updateJob", Integer(), nullable=False, server_default="0"),
+    PrimaryKeyConstraint("site", "flag", "bin"),
+)
+
 users = Table(
     "users",
     metadata,
