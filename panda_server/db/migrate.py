@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
 from panda_server.db.tables import metadata
+from panda_server.ddm.local import tables as ddm_tables
 
 MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
 
@@ -30,10 +31,19 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def differences(engine: Engine) -> list:
-    """What the migrated database lacks or has beyond db/tables.py (empty = in sync)."""
+    """What the migrated database lacks or has beyond db/tables.py and, in the `ddm` schema, beyond
+    ddm/local/tables.py (empty = in sync)."""
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        return compare_metadata(ctx, metadata)
+        found = compare_metadata(ctx, metadata)
+        opts = {"compare_type": True, "include_schemas": True, "include_name": _only_ddm_schema}
+        ctx = MigrationContext.configure(conn, opts=opts)
+        return found + compare_metadata(ctx, ddm_tables.metadata)
+
+
+def _only_ddm_schema(name: str | None, type_: str, parent_names: dict) -> bool:
+    """Compare the ddm schema alone (the default schema is the first comparison's)."""
+    return type_ != "schema" or name == ddm_tables.SCHEMA
 
 
 def current(engine: Engine) -> str | None:
