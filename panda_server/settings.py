@@ -71,6 +71,28 @@ class Settings:
     # Daemon cycle periods in seconds
     setupper_interval: float = 5.0
     adder_interval: float = 5.0
+    # Local DDM transfer agent (`panda-daemon ddm`, docs/ddm.md): cycle period; attempts per file
+    # before its subscription fails; back-off after failed attempt n: ddm_backoff * 2**(n-1) s (also
+    # between callback attempts); callback attempts before giving up (the data service then polls).
+    # The agent's credentials for callbacks and XRootD: a proxy file (cert+key) and a hashed CA
+    # dir; empty means <pki_dir>/production.proxy and <pki_dir>/ca
+    ddm_interval: float = 5.0
+    ddm_max_attempts: int = 3
+    ddm_backoff: float = 30.0
+    ddm_callback_attempts: int = 5
+    ddm_proxy: str = ""
+    ddm_ca_dir: str = ""
+    # Data service (docs/dataservice.md): the DDM backend ("local": panda_server/ddm/local), the
+    # datasetCompleted URL DDM calls back (default <url_ssl>/server/panda/datasetCompleted), the
+    # polling fallbacks' periods (activator: dispatch datasets, finisher: output transfers and
+    # their timeout), the waker's period, and how long a job may wait for its input (S08: 1 day,
+    # then failed with taskBufferErrorCode 104)
+    ddm_backend: str = "local"
+    ddm_callback_url: str = ""
+    activator_interval: float = 30.0
+    finisher_interval: float = 30.0
+    waker_interval: float = 60.0
+    waiting_timeout: float = 24 * 3600.0
     # Watcher (S08 jobdispatcher/Watcher.py, run by copyArchive): cycle period, then the seconds
     # without a pilot update after which a `sent` job fails (S08: 30 min, code 102), a
     # starting/running job's heartbeat is lost (S08: 6 h production, 2 h analysis = user/panda;
@@ -81,6 +103,11 @@ class Settings:
     watcher_heartbeat_timeout_production: float = 6 * 3600.0
     watcher_heartbeat_timeout_analysis: float = 2 * 3600.0
     watcher_holding_timeout: float = 48 * 3600.0
+    # Pilot statistics (taskbuffer/sitedata.py): the sitedata daemon's period (recomputes the 1 h
+    # and 3 h windows the broker reads), and how often a server process adds its in-memory
+    # getJob/updateJob counts to the DB (after a response, at most this often; 0 = every response)
+    sitedata_interval: float = 60.0
+    sitedata_flush_seconds: float = 5.0
     # gunicorn: gthread workers × threads (TLS needs keep-alive, hence gthread). On 2 cores 2×2..2×4
     # gave the best lifecycle rate (docs/benchmarks.md); idle keep-alive connections need no thread.
     workers: int = 2
@@ -108,6 +135,16 @@ class Settings:
     def jobsign_pub(self) -> Path:
         """Its public half, served at /cache/jobsign-pub.pem for pilots to verify jobs with."""
         return self.pki_dir / "jobsign-pub.pem"
+
+    @property
+    def ddm_proxy_path(self) -> Path:
+        """The proxy the DDM agent presents (callbacks, XRootD): ddm_proxy or the production proxy."""
+        return Path(self.ddm_proxy) if self.ddm_proxy else self.pki_dir / "production.proxy"
+
+    @property
+    def ddm_ca_path(self) -> Path:
+        """The CA directory the DDM agent trusts: ddm_ca_dir or the PKI's."""
+        return Path(self.ddm_ca_dir) if self.ddm_ca_dir else self.ca_dir
 
     @property
     def vomsdir(self) -> Path:

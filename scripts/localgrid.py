@@ -1,9 +1,12 @@
 """The local grid on one machine: `make run` (up + demo) and `make stop` (down).
 
 up:   private PostgreSQL under var/pg (127.0.0.1:$PANDA_PG_PORT, default 16432), PKI in var/pki,
-      migrations, schedconfig sync, the server (gunicorn https :25443 and http :25080) and the
-      setupper and adder daemons in the background; PIDs in var/run, logs in var/log.
-demo: submits a small workload as the local user and shows it through getJobStatus.
+      migrations, schedconfig sync, the server (gunicorn https :25443 and http :25080), the
+      data-service daemons (setupper, activator, adder, finisher, waker), the watcher, the
+      sitedata daemon and the local DDM's transfer agent in the background; PIDs in var/run,
+      logs in var/log.
+demo: the data-driven flow (scripts/demo.py): production jobs brokered over CLOUDA's T2s,
+      inputs moved T1 → T2, outputs aggregated at the T1, an analysis job where its data is.
 down: stops every process listed in var/run (by PID, process group) and the PostgreSQL.
 status: what is running.
 """
@@ -27,8 +30,13 @@ SERVICES = {  # name → argv; gunicorn listeners pick their port with PANDA_LIS
     "server-https": ["gunicorn", "-c", "panda_server/gunicorn_conf.py", "panda_server.wsgi:application"],
     "server-http": ["gunicorn", "-c", "panda_server/gunicorn_conf.py", "panda_server.wsgi:application"],
     "setupper": ["panda-daemon", "setupper"],
+    "activator": ["panda-daemon", "activator"],
     "adder": ["panda-daemon", "adder"],
+    "finisher": ["panda-daemon", "finisher"],
+    "waker": ["panda-daemon", "waker"],
     "watcher": ["panda-daemon", "watcher"],
+    "sitedata": ["panda-daemon", "sitedata"],
+    "ddm": ["panda-daemon", "ddm"],  # the local DDM's transfer agent (docs/ddm.md)
 }
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from panda_server.dataservice import context as dataservice_context
+from panda_server.dataservice import ddmhandler
 from panda_server.errors import InvalidRequest, PandaError
 from panda_server.jobdispatcher import dispatcher
 from panda_server.protocol import wire
@@ -84,6 +86,16 @@ def _reassign_jobs(conn, p):
     return JsonText(service.reassign_jobs(conn, ids, common.caller(), common.utcnow()))
 
 
+def _dataset_completed(conn, p):
+    """S08 DDMHandler: DDM says a subscription is done; always answers True (what happened is logged)."""
+    vuid, site = p.get("vuid"), p.get("site")
+    if not vuid or not site:
+        raise InvalidRequest("vuid and site are required")
+    svc = dataservice_context.make(common.engine(), common.settings())
+    ddmhandler.dataset_completed(conn, svc, str(vuid), str(site), common.utcnow())
+    return "True"
+
+
 def _query_panda_ids(conn, p):
     ids = service.parse_ids(p.get("ids"), common.settings().max_ids_per_query)
     return JsonText(service.query_panda_ids(conn, ids))
@@ -102,6 +114,7 @@ METHODS: dict[str, Handler] = {
     "killJobs": common.in_transaction(_kill_jobs),
     "reassignJobs": common.in_transaction(_reassign_jobs),
     "queryPandaIDs": common.in_transaction(_query_panda_ids),
+    "datasetCompleted": common.in_transaction(_dataset_completed),
     "getJobStatisticsPerSite": common.in_transaction(lambda c, p: JsonText(sites.job_statistics_per_site(c))),
     "getSiteSpecs": common.in_transaction(
         lambda c, p: JsonText(sites.site_specs(c, p.get("siteType") or "analysis"))

@@ -53,6 +53,9 @@ POLICY: dict[str, Policy] = {
     "/server/panda/getJobStatisticsPerSite": PASSIVE,
     "/server/panda/getSiteSpecs": PASSIVE,
     "/server/panda/getCloudSpecs": PASSIVE,
+    # DDM's subscription callback (S08: DQ2 site services); our DDM agent presents a production
+    # identity (docs/ddm.md); what it claims is checked with DDM before anything changes
+    "/server/panda/datasetCompleted": Policy(secure=True, role="production"),
     # /api/v1/<module>/<method>
     "/api/v1/system/is_alive": Policy(secure=False, methods=("GET",)),
     "/api/v1/metaconfig/get_site_specs": Policy(secure=False, methods=("GET",)),

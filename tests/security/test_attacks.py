@@ -291,6 +291,7 @@ LEGACY_STRING_PARAMS = {
     "getStatus": ["ids"], "checkJobStatus": ["ids"], "submitJobs": ["jobs"], "getJobStatus": ["ids"],
     "getFullJobStatus": ["ids"], "killJobs": ["ids", "code"], "reassignJobs": ["ids"], "queryPandaIDs": ["ids"],
     "getSiteSpecs": ["siteType"], "getJobStatisticsPerSite": ["siteName"], "getCloudSpecs": ["cloud"],
+    "datasetCompleted": ["vuid", "site"],
 }  # fmt: skip
 V1_STRING_PARAMS = {
     "job/submit": ["jobs"], "job/get_status": ["job_ids"], "job/get_description": ["job_ids"],

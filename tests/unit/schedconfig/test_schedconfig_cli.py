@@ -17,7 +17,7 @@ from schedconfig.sync import cloud_row, queue_row
 def test_validate_prints_one_line_per_queue(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "--dir", str(DEFAULT_DIR)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 8 and lines[-1].startswith("7 queues, 2 clouds")
+    assert len(lines) == 9 and lines[-1].startswith("8 queues, 2 clouds")
     assert lines[0].startswith("ANALY_CLOUDA_T1 ")
 
 
@@ -40,7 +40,7 @@ def test_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         main(["export", "--dir", str(DEFAULT_DIR), "--out", str(out), "--storage-root", str(tmp_path / "se")])
         == 0
     )
-    assert "wrote 9 files" in capsys.readouterr().out
+    assert "wrote 10 files" in capsys.readouterr().out
     doc = json.loads((out / "CLOUDA_T1.all.json").read_text())
     assert doc["nickname"] == "CLOUDA_T1" and doc["state"] == "ACTIVE"
 

@@ -64,10 +64,11 @@ def test_ddmendpoints_of_the_default_topology(queues: list[QueueSpec], tmp_path:
     assert set(endpoints) == {
         "CLOUDA_T1_DATADISK",
         "CLOUDA_T2_1_DATADISK",
+        "CLOUDA_T2_2_DATADISK",
         "CLOUDB_T1_DATADISK",
         "CLOUDB_T2_1_DATADISK",
     }
-    assert sorted(e["id"] for e in endpoints.values()) == [1, 2, 3, 4]
+    assert sorted(e["id"] for e in endpoints.values()) == [1, 2, 3, 4, 5]
     for name, e in endpoints.items():
         assert e["name"] == name and e["is_deterministic"] is True and e["state"] == "ACTIVE"
         assert e["type"] == "DATADISK" and e["rprotocols"] == {} and e["resource"] == {}

@@ -28,7 +28,7 @@ def test_default_topology_loads_and_validates() -> None:
     queues, clouds = load_topology(DEFAULT_DIR)
     by_name = {q.nickname: q for q in queues}
     assert set(by_name) == {"CLOUDA_T1", "ANALY_CLOUDA_T1", "CLOUDA_T2_1", "ANALY_CLOUDA_T2_1",
-                            "CLOUDB_T1", "ANALY_CLOUDB_T1", "CLOUDB_T2_1"}  # fmt: skip
+                            "CLOUDB_T1", "ANALY_CLOUDB_T1", "CLOUDB_T2_1", "CLOUDA_T2_2"}  # fmt: skip
     assert {c.name: c.tier1 for c in clouds} == {"CLOUDA": "CLOUDA_T1", "CLOUDB": "CLOUDB_T1"}
     for q in queues:
         assert q.siteid == q.nickname  # ANALY_ queues are PanDA sites of their own
