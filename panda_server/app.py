@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from flask import Flask, Response, request
@@ -11,6 +12,7 @@ from panda_server.errors import PandaError
 from panda_server.logs import configure_logging
 from panda_server.protocol import wire
 from panda_server.settings import Settings
+from panda_server.taskbuffer import sitedata
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -39,6 +41,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         if request.environ.get("wsgi.url_scheme") == "https":
             response.headers["Strict-Transport-Security"] = "max-age=31536000"
         response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    engine = app.config["PANDA_ENGINE"]
+
+    @app.after_request
+    def _flush_pilot_counts(response: Response) -> Response:
+        # the dispatcher's getJob/updateJob counts go to the DB after the reply is sent, at most
+        # every sitedata_flush_seconds (taskbuffer/sitedata.py), and once more at exit (wsgi.py)
+        if sitedata.COUNTER.due(settings.sitedata_flush_seconds):
+            response.call_on_close(functools.partial(sitedata.flush, engine))
         return response
 
     @app.errorhandler(PandaError)

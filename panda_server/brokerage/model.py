@@ -89,3 +89,4 @@ class Assignment:
     reason: str  # one line: the choice and why, which sites were skipped and why
     error_code: int | None = None  # brokerageErrorCode when site is None
     error_diag: str | None = None
+    cloud: str | None = None  # the site's cloud (or the cloud brokered in); for jobs without one

@@ -20,7 +20,7 @@ from panda_server.errors import InvalidRequest, RoleRequired, StateConflict
 from panda_server.jobdispatcher import updates
 from panda_server.protocol import dispatch
 from panda_server.protocol.codes import StatusCode
-from panda_server.taskbuffer import jobs, rows, sites
+from panda_server.taskbuffer import jobs, rows, sitedata, sites
 
 log = logging.getLogger(__name__)
 requests_log = logging.getLogger("panda.PilotRequests")  # S08 panda-PilotRequests.log, for SiteData
@@ -56,6 +56,7 @@ def get_job(conn: Connection, params: Mapping[str, Any], caller: Caller, now: dt
     ce = str(ce)[:128] if ce and ce != "NULL" else None
     scheduler = str(params["schedulerID"])[:128] if params.get("schedulerID") else None
     requests_log.info("method=getJob,site=%s,node=%s,type=%s", site, node, params.get("prodSourceLabel"))
+    sitedata.count(site, "getJob", sitedata.flag_of(params.get("prodSourceLabel")), now)  # a request counts
     claimed = []
     for _ in range(n_jobs or 1):
         row = jobs.claim_for_pilot(conn, site=site, labels=labels, mem=mem, disk=disk, prod_user_id=prod_user,

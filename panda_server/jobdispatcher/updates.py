@@ -20,7 +20,7 @@ from panda_server.protocol.states import (
     JobStatus,
     can_move,
 )  # fmt: skip
-from panda_server.taskbuffer import jobs, reports
+from panda_server.taskbuffer import jobs, reports, sitedata
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,8 @@ def apply(
     if command is not None:
         return command
     info = jobs.status_of(conn, [panda_id]).get(panda_id)
+    if info is not None:  # pilot statistics at the job's site (a retry after StateConflict counts again)
+        sitedata.count_update(info, now)
     if info is None or info["table"] != "jobsactive4":
         return "tobekilled"  # S08: no row in jobsActive4 → tell the pilot to stop
     current = JobStatus(info["jobStatus"])
@@ -153,9 +155,10 @@ def _fast(conn: Connection, panda_id: int, state: JobStatus, values: dict[str, A
         values.setdefault("endTime", now)
     sources = FAST_SOURCES[target]
     row = jobs.advance(conn, panda_id, target, sources=sources, values=values, now=now, attempt_nr=attempt,
-                       returning=("commandToPilot", "attemptNr", "prodSourceLabel"))  # fmt: skip
+                       returning=("commandToPilot", "attemptNr", "prodSourceLabel", "computingSite"))  # fmt: skip
     if row is None:
         return None
+    sitedata.count_update(row, now)  # pilot statistics at the job's site
     _store_metadata(conn, panda_id, params.get("metaData"), now)
     if state in FINAL:
         reports.save(conn, panda_id, pilot_status=state.value, data=params.get("xml"),

@@ -237,13 +237,15 @@ LOOKUP_ORDER = ("jobsactive4", "jobsdefined4", "jobswaiting4", "jobsarchived4")
 def _status_query(table: str) -> str:
     assert table in t.JOB_TABLE
     return (
-        'SELECT "PandaID", "jobStatus", "attemptNr", "commandToPilot", "prodUserID", "prodSourceLabel" '
+        'SELECT "PandaID", "jobStatus", "attemptNr", "commandToPilot", "prodUserID", "prodSourceLabel", '
+        '"computingSite" '
         f'FROM {table} WHERE "PandaID" = ANY(%(ids)s)'
     )
 
 
 def status_of(conn: Connection, ids: Sequence[int]) -> dict[int, Mapping[str, Any]]:
-    """{PandaID: {jobStatus, attemptNr, commandToPilot, prodUserID, table}} across all tables."""
+    """{PandaID: {jobStatus, attemptNr, commandToPilot, prodUserID, prodSourceLabel, computingSite,
+    table}} across all tables."""
     out: dict[int, Mapping[str, Any]] = {}
     wanted = list(dict.fromkeys(int(i) for i in ids))
     for name in LOOKUP_ORDER:
