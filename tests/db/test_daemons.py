@@ -30,15 +30,16 @@ def test_setupper_activates_jobs_with_a_site_and_no_inputs(clean_db):
         no_site = insert_job(conn, JobStatus.defined, site=None)
         unknown = insert_job(conn, JobStatus.defined, site="NO_SUCH_SITE")
         job = simple_job()
-        job.add_file(FileSpec(lfn="in.root", type="input", dataset="d", scope="s"))
+        job.add_file(FileSpec(lfn="in.root", type="input", dataset="no.such.dataset.d", scope="s"))
         with_input = insert_job(conn, JobStatus.defined, job=job)
     summary = setupper.run_once(clean_db, S, NOW)
-    assert (summary.activated, summary.failed, summary.left) == (1, 1, 2)
+    assert (summary.activated, summary.failed, summary.waiting) == (2, 1, 1)
     with clean_db.connect() as conn:
         assert _job(conn, ready).jobStatus == "activated"
         assert _job(conn, ready).cloud == "CLOUDA"
-        assert _job(conn, no_site).jobStatus == "defined"
-        assert _job(conn, with_input).jobStatus == "defined"
+        brokered = _job(conn, no_site)  # brokered within its cloud (tests/dataservice has the details)
+        assert brokered.jobStatus == "activated" and brokered.computingSite.startswith("CLOUDA_")
+        assert _job(conn, with_input).jobStatus == "waiting"  # its input dataset is unknown to DDM
         failed = _job(conn, unknown)
         assert (failed.jobStatus, failed.ddmErrorCode) == ("failed", 100)
         assert "unknown computingSite NO_SUCH_SITE" in failed.ddmErrorDiag

@@ -20,7 +20,7 @@ from panda_server.web.policy import POLICY
 LEGACY_METHODS = {
     "isAlive", "getServer", "getJob", "updateJob", "getStatus", "checkJobStatus", "submitJobs",
     "getJobStatus", "getFullJobStatus", "killJobs", "reassignJobs", "queryPandaIDs",
-    "getJobStatisticsPerSite", "getSiteSpecs", "getCloudSpecs",
+    "getJobStatisticsPerSite", "getSiteSpecs", "getCloudSpecs", "datasetCompleted",
 }  # fmt: skip
 V1_METHODS = {
     "system/is_alive", "metaconfig/get_site_specs", "job/submit", "job/get_status", "job/get_description",

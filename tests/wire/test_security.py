@@ -57,6 +57,7 @@ def legacy_params(method, waiting, running):
         "getFullJobStatus": {"ids": ids},
         "killJobs": {"ids": ids},
         "reassignJobs": {"ids": ids},
+        "datasetCompleted": {"vuid": "00000000-0000-0000-0000-000000000000", "site": "CLOUDA_T1_DATADISK"},
     }
     return params[method]  # a new secure method must be added here
 
