@@ -3,8 +3,9 @@
 1. Input data is put on CLOUDA's T1 storage and registered in the local DDM (dataset
    mc.demo.<tag>.evgen), and one analysis input on CLOUDA_T2_1's storage (user.demo.<tag>.in).
 2. Three reprocessing jobs are pinned to CLOUDA_T1 (they load it); eight production jobs
-   (production proxy, cloud CLOUDA, no site, two inputs each) are submitted: the broker spreads
-   them over CLOUDA_T2_1 and CLOUDA_T2_2 (the loaded T1 weighs more), their inputs are
+   (production proxy, cloud CLOUDA, no site, four inputs each) are submitted: the broker cuts
+   them into bunches of at most 20 input files and spreads the bunches over CLOUDA_T2_1 and
+   CLOUDA_T2_2 (the loaded T1 weighs more, and in-loop assigned++ moves the second bunch), their inputs are
    dispatched T1 → T2 by the DDM agent and they stay `assigned` until the datasetCompleted
    callback activates them. One analysis job (user proxy) is brokered to ANALY_CLOUDA_T2_1, the
    only analysis site holding its input, and triggers no transfer.
@@ -114,17 +115,17 @@ def configs(env: Mapping[str, str]) -> tuple[ClientConfig, ClientConfig]:
 
 def submit(env: Mapping[str, str], tag: str) -> tuple[list[int], list[int], int]:
     """Seed the data and submit; (production PandaIDs, T1 load PandaIDs, analysis PandaID)."""
-    evgen = {f"mc.demo.{tag}.EVNT.{i:02d}.pool.root": os.urandom(4096 + i) for i in range(16)}
+    evgen = {f"mc.demo.{tag}.EVNT.{i:02d}.pool.root": os.urandom(4096 + i) for i in range(32)}
     seed(env, f"mc.demo.{tag}.evgen", "CLOUDA_T1_DATADISK", evgen)
     ana_lfn = f"user.demo.{tag}.AOD.pool.root"
     seed(env, f"user.demo.{tag}.in", "CLOUDA_T2_1_DATADISK", {ana_lfn: os.urandom(2048)})
-    print(f"==> input data: 16 files at CLOUDA_T1_DATADISK (mc.demo.{tag}.evgen), "
+    print(f"==> input data: 32 files at CLOUDA_T1_DATADISK (mc.demo.{tag}.evgen), "
           f"1 at CLOUDA_T2_1_DATADISK (user.demo.{tag}.in)")  # fmt: skip
     prod, user = configs(env)
     lfns = sorted(evgen)
     status, load = api.submitJobs([t1_load_job(tag, i) for i in range(3)], prod)
     _check(status, load, "T1 load jobs")
-    jobs = [production_job(tag, i, lfns[2 * i : 2 * i + 2]) for i in range(8)]
+    jobs = [production_job(tag, i, lfns[4 * i : 4 * i + 4]) for i in range(8)]
     status, stored = api.submitJobs(jobs, prod)
     _check(status, stored, "production jobs")
     status, ana = api.submitJobs([analysis_job(tag, ana_lfn)], user)
