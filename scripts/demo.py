@@ -103,7 +103,11 @@ def analysis_job(tag: str, lfn: str) -> JobSpec:
 def t1_path(env: Mapping[str, str], scope: str, lfn: str) -> Path:
     from pilot.infosys import rucio_path
 
-    return Path(env.get("PANDA_STORAGE_ROOT", ROOT / "var" / "storage")) / "CLOUDA_T1_DATADISK" / rucio_path(scope, lfn)
+    return (
+        Path(env.get("PANDA_STORAGE_ROOT", ROOT / "var" / "storage"))
+        / "CLOUDA_T1_DATADISK"
+        / rucio_path(scope, lfn)
+    )
 
 
 def configs(env: Mapping[str, str]) -> tuple[ClientConfig, ClientConfig]:
@@ -155,7 +159,10 @@ def run_until_done(env: Mapping[str, str], ids: list[int], config: ClientConfig)
         for j in jobs:
             if shown.get(j.PandaID) != j.jobStatus:
                 shown[j.PandaID] = j.jobStatus
-                print(f"    PandaID={j.PandaID} {j.jobStatus:12} {j.computingSite or '':18} {j.jobName}", flush=True)
+                print(
+                    f"    PandaID={j.PandaID} {j.jobStatus:12} {j.computingSite or '':18} {j.jobName}",
+                    flush=True,
+                )
         if len(jobs) == len(ids) and all(j.jobStatus in TERMINAL for j in jobs):
             break
         for site in sorted({j.computingSite for j in jobs if j.jobStatus == "activated"}):

@@ -64,7 +64,9 @@ def activate_dataset(conn: Connection, name: str, now: dt.datetime) -> int:
 
 def _waiting_on(conn: Connection, name: str) -> list[int]:
     d = t.jobsdefined4
-    query = sa.select(d.c.PandaID).where(d.c.dispatchDBlock == name, d.c.jobStatus == JobStatus.assigned.value)
+    query = sa.select(d.c.PandaID).where(
+        d.c.dispatchDBlock == name, d.c.jobStatus == JobStatus.assigned.value
+    )
     return list(conn.execute(query).scalars())
 
 

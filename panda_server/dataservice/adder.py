@@ -61,7 +61,9 @@ def run_once(engine: Engine, settings: Settings, now: dt.datetime, svc: DataServ
     return summary
 
 
-def _add_one(conn: Connection, svc: DataService, rep: dict[str, Any], now: dt.datetime, summary: Summary) -> None:
+def _add_one(
+    conn: Connection, svc: DataService, rep: dict[str, Any], now: dt.datetime, summary: Summary
+) -> None:
     panda_id = rep["PandaID"]
     info = jobs.status_of(conn, [panda_id]).get(panda_id)
     if info is None or info["jobStatus"] != JobStatus.holding.value:

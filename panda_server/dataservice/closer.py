@@ -50,7 +50,9 @@ def close(conn: Connection, svc: DataService, names: Iterable[str], now: dt.date
 
 def _open_files(conn: Connection, name: str) -> int:
     f = t.filestable4
-    query = sa.select(sa.func.count()).where(f.c.destinationDBlock == name, f.c.status == FileStatus.unknown.value)
+    query = sa.select(sa.func.count()).where(
+        f.c.destinationDBlock == name, f.c.status == FileStatus.unknown.value
+    )
     return conn.execute(query).scalar_one()
 
 
@@ -69,7 +71,12 @@ def _release_downstream(conn: Connection, svc: DataService, name: str, now: dt.d
         for f in job.Files:
             lib = products.get(f.lfn)
             if f.type == FileType.input.value and f.dispatchDBlock == name and lib is not None:
-                f.GUID, f.fsize, f.checksum, f.scope = lib["GUID"], lib["fsize"], lib["checksum"], lib["scope"]
+                f.GUID, f.fsize, f.checksum, f.scope = (
+                    lib["GUID"],
+                    lib["fsize"],
+                    lib["checksum"],
+                    lib["scope"],
+                )
         files.save(conn, job, now=now, fields=("GUID", "fsize", "checksum", "scope"))
         files.resign(conn, job, svc.signing_key)
     activator.activate_dataset(conn, name, now)
@@ -83,7 +90,9 @@ def _products(conn: Connection, name: str) -> dict[str, dict]:
 
 def _assigned_on(conn: Connection, name: str) -> list[int]:
     d = t.jobsdefined4
-    query = sa.select(d.c.PandaID).where(d.c.dispatchDBlock == name, d.c.jobStatus == JobStatus.assigned.value)
+    query = sa.select(d.c.PandaID).where(
+        d.c.dispatchDBlock == name, d.c.jobStatus == JobStatus.assigned.value
+    )
     return list(conn.execute(query.order_by(d.c.PandaID)).scalars())
 
 

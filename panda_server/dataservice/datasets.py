@@ -63,7 +63,9 @@ def set_status(conn: Connection, name: str, status: str, *, now: dt.datetime,
     return conn.execute(query.values(status=status, modificationdate=now)).rowcount > 0
 
 
-def with_status(conn: Connection, type_: str, statuses: Collection[str], *, limit: int) -> list[dict[str, Any]]:
+def with_status(
+    conn: Connection, type_: str, statuses: Collection[str], *, limit: int
+) -> list[dict[str, Any]]:
     d = t.datasets
     query = (
         sa.select(d).where(d.c.type == type_, d.c.status.in_(list(statuses)))

@@ -51,7 +51,9 @@ def place_inputs(
         try:
             name = _dispatch_dataset(conn, svc, to_move, site_rse=site_rse, source_rse=source_rse, now=now)
         except DDMError as exc:
-            failed.update({j.PandaID: f"could not register or subscribe the dispatch dataset: {exc}" for j in to_move})
+            failed.update(
+                {j.PandaID: f"could not register or subscribe the dispatch dataset: {exc}" for j in to_move}
+            )
         else:
             for job in to_move:
                 _set_dispatch_block(job, name, lib)

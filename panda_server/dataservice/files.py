@@ -46,4 +46,6 @@ def resign(conn: Connection, job: JobSpec, key: Path) -> None:
     """Store a fresh signature for the job as it is now (files in rowID order)."""
     job.Files.sort(key=lambda spec: spec.rowID)
     p = t.jobparamstable
-    conn.execute(sa.update(p).where(p.c.PandaID == job.PandaID).values(jobSignature=store.job_signature(job, key)))
+    conn.execute(
+        sa.update(p).where(p.c.PandaID == job.PandaID).values(jobSignature=store.job_signature(job, key))
+    )

@@ -67,7 +67,9 @@ def finish_dataset(conn: Connection, svc: DataService, name: str, now: dt.dateti
     finished = 0
     for panda_id in sorted({f.PandaID for f in arrived}):
         finished += _finish_job(conn, panda_id, now)
-    log.info("finisher %s: %d of %d files arrived, %d jobs finished", name, len(arrived), len(pending), finished)
+    log.info(
+        "finisher %s: %d of %d files arrived, %d jobs finished", name, len(arrived), len(pending), finished
+    )
     return finished
 
 
@@ -101,7 +103,10 @@ def _finish_job(conn: Connection, panda_id: int, now: dt.datetime) -> int:
 def fail_transfers(conn: Connection, name: str, why: str, now: dt.datetime) -> int:
     """DDM gave up on the dataset's subscription: its transferring jobs fail (ddmErrorCode 201)."""
     ids = sorted({f.PandaID for f in _transferring(conn, name)})
-    values = {"ddmErrorCode": int(DdmError.SUBSCRIPTION), "ddmErrorDiag": f"output subscription {name} failed: {why}"}
+    values = {
+        "ddmErrorCode": int(DdmError.SUBSCRIPTION),
+        "ddmErrorDiag": f"output subscription {name} failed: {why}",
+    }
     return sum(_fail_job(conn, panda_id, values, now) for panda_id in ids)
 
 

@@ -35,7 +35,9 @@ def register(conn: Connection, svc: DataService, job: dict, outs: Sequence[FileS
     """Register the job's ready outputs in DDM; finished or transferring (DDMError propagates)."""
     site_rse = context.rse_of(conn, job["computingSite"])
     dest_rse = context.rse_of(conn, job["destinationSE"]) or site_rse
-    ready = [f for f in outs if f.status == FileStatus.ready.value and (succeeded or f.type == FileType.log.value)]
+    ready = [
+        f for f in outs if f.status == FileStatus.ready.value and (succeeded or f.type == FileType.log.value)
+    ]
     blocks: dict[str, list[FileSpec]] = {}
     for f in ready:
         if f.destinationDBlock and datasets.by_name(conn, f.destinationDBlock) is not None:

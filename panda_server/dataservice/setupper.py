@@ -71,7 +71,9 @@ def _take(conn: Connection) -> list[JobSpec]:
     return [j for j in rows.peek_jobs(conn, ids, tables=["jobsdefined4"]) if j is not None]
 
 
-def setup_jobs(conn: Connection, svc: DataService, batch: list[JobSpec], now: dt.datetime, summary: Summary) -> None:
+def setup_jobs(
+    conn: Connection, svc: DataService, batch: list[JobSpec], now: dt.datetime, summary: Summary
+) -> None:
     lib = builds.lib_inputs(conn, batch)
     res = resolve.resolve(svc.ddm, batch, lib_inputs=lib.keys())
     ready = []
@@ -114,7 +116,9 @@ def _broker_and_place(conn: Connection, svc: DataService, batch: list[JobSpec], 
         else:
             bunches.setdefault(a.bunch, []).append(a)
     for items in bunches.values():
-        _place_bunch(conn, svc, [by_id[a.PandaID] for a in items], items[0].site, snap, res, lib, now, summary)
+        _place_bunch(
+            conn, svc, [by_id[a.PandaID] for a in items], items[0].site, snap, res, lib, now, summary
+        )
 
 
 def _broker_job(job: JobSpec) -> BrokerJob:
@@ -138,7 +142,9 @@ def _place_bunch(conn: Connection, svc: DataService, bunch: list[JobSpec], site:
     source_rse = snap.sites[tier1].ddm if tier1 in snap.sites else None
     for job in bunch:
         job.computingSite, job.cloud = site, job.cloud or info.cloud
-        job.destinationSE = destination.destination_site(job, known_sites=set(snap.sites), site=site, tier1=tier1)
+        job.destinationSE = destination.destination_site(
+            job, known_sites=set(snap.sites), site=site, tier1=tier1
+        )
     failed = dispatch.place_inputs(conn, svc, bunch, site_rse=info.ddm, source_rse=source_rse,
                                    replicas=res.replicas, lib=lib, now=now)  # fmt: skip
     ok = [j for j in bunch if j.PandaID not in failed]
@@ -164,8 +170,15 @@ def _commit_job(conn: Connection, svc: DataService, job: JobSpec, res: resolve.R
     values = {"computingSite": job.computingSite, "cloud": job.cloud, "destinationSE": job.destinationSE,
               "dispatchDBlock": job.dispatchDBlock}  # fmt: skip
     try:
-        jobrows.set_status(conn, job.PandaID, new, now=now, expect=[JobStatus.defined], values=values,
-                           reason=f"at {job.computingSite}" + (f" waiting for {job.dispatchDBlock}" if waits else ""))
+        jobrows.set_status(
+            conn,
+            job.PandaID,
+            new,
+            now=now,
+            expect=[JobStatus.defined],
+            values=values,
+            reason=f"at {job.computingSite}" + (f" waiting for {job.dispatchDBlock}" if waits else ""),
+        )
     except StateConflict as exc:
         log.info("setupper: %s", exc)
         return

@@ -22,7 +22,6 @@ import sqlalchemy as sa
 from panda_server.dataservice import adder, setupper
 from panda_server.dataservice.context import CALLBACK_PATH, DataService
 from panda_server.db import tables as t
-from panda_server.db.tables import schedconfig as schedconfig_table
 from panda_server.ddm.interface import FileInfo
 from panda_server.ddm.local import LocalDDM, rse_map
 from panda_server.ddm.local import agent as ddm_agent
@@ -200,11 +199,16 @@ def test_production_jobs_move_inputs_t1_to_t2_run_and_aggregate_outputs_at_the_t
     assert not any(flow.dir_file(f"{r['computingSite']}_DATADISK", "mc", lfn).exists()
                    for r in rows.values() for lfn in lfns)  # nothing at the T2s yet  # fmt: skip
 
-    flow.agent_until(lambda: flow.statuses(ids) == {"activated"}, "activation by the datasetCompleted callback")
+    flow.agent_until(
+        lambda: flow.statuses(ids) == {"activated"}, "activation by the datasetCompleted callback"
+    )
     for r in rows.values():
         for f in flow.files([r["PandaID"]]):
             if f["type"] == "input":
-                assert flow.dir_file(f"{r['computingSite']}_DATADISK", "mc", f["lfn"]).read_bytes() == inputs[f["lfn"]]
+                assert (
+                    flow.dir_file(f"{r['computingSite']}_DATADISK", "mc", f["lfn"]).read_bytes()
+                    == inputs[f["lfn"]]
+                )
 
     run_pilots(flow, sorted(sites))
     assert flow.statuses(ids) == {"holding"}
@@ -231,14 +235,20 @@ def test_an_analysis_job_runs_where_its_input_is_with_no_transfer(flow):
     job = JobSpec(jobName=f"user.{tag}.ana", transformation="/bin/bash", prodSourceLabel="user",
                   jobParameters=f"-c 'wc -c {lfn}'", AtlasRelease="NULL", prodDBlock=f"user.{tag}.in",
                   cloud="CLOUDX")  # fmt: skip
-    job.add_file(FileSpec(lfn=lfn, type="input", dataset=f"user.{tag}.in", prodDBlock=f"user.{tag}.in", scope="user"))
+    job.add_file(
+        FileSpec(lfn=lfn, type="input", dataset=f"user.{tag}.in", prodDBlock=f"user.{tag}.in", scope="user")
+    )
     job.add_file(FileSpec(lfn=f"user.{tag}.log.tgz", type="log", scope="user", dataset=f"user.{tag}.log",
                           destinationDBlock=f"user.{tag}.log", GUID=str(uuid.uuid4())))  # fmt: skip
     (panda_id,) = store_jobs(flow.engine, [job], dn=USER_DN, production=False)
 
     assert flow.setupper().activated == 1
     row = flow.jobs([panda_id])[panda_id]
-    assert (row["jobStatus"], row["computingSite"], row["dispatchDBlock"]) == ("activated", "ANALY_CLOUDX_T2_2", None)
+    assert (row["jobStatus"], row["computingSite"], row["dispatchDBlock"]) == (
+        "activated",
+        "ANALY_CLOUDX_T2_2",
+        None,
+    )
     run_pilots(flow, ["ANALY_CLOUDX_T2_2"])
     flow.adder()
     assert flow.statuses([panda_id]) == {"finished"}
