@@ -66,7 +66,9 @@ def topology(engine, schedconfig_loaded, xrootd):
     with engine.begin() as conn:
         sync.sync(conn, [*queues, *extra], [*clouds, cloud], utcnow())
     yield extra
-    with engine.begin() as conn:  # back to the default topology (CLOUDX goes offline)
+    with engine.begin() as conn:  # back to the default topology: the test cloud leaves no trace
+        conn.execute(sa.delete(t.schedconfig).where(t.schedconfig.c.cloud == "CLOUDX"))
+        conn.execute(sa.delete(t.cloudconfig).where(t.cloudconfig.c.name == "CLOUDX"))
         sync.sync(conn, queues, clouds, utcnow())
 
 
