@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from panda_server.brokerage.model import CloudInfo, SiteInfo, SiteStats, Snapshot
+from panda_server.brokerage.model import CloudInfo, PilotStats, SiteInfo, SiteStats, Snapshot
 from panda_server.db import tables as t
 from panda_server.taskbuffer import sitedata
 from schedconfig.model import CloudSpec, QueueSpec
@@ -72,6 +72,17 @@ def load(conn: Connection, now: dt.datetime) -> Snapshot:
         sites=sites_from_queues(read_queues(conn)),
         clouds=clouds_from_specs(read_clouds(conn)),
         stats=job_stats(conn),
-        pilots=sitedata.pilot_stats(conn, hours=PILOT_WINDOW_HOURS, flag="production", now=now),
+        pilots=pilots_seen(conn, now),
         replicas={},
     )
+
+
+def pilots_seen(conn: Connection, now: dt.datetime) -> dict[str, PilotStats]:
+    """Pilot requests per site over the window, whatever their flag: a site's pilots ask with the
+    label of its queue (production, analysis or test), and any of them shows the site is alive."""
+    out: dict[str, PilotStats] = {}
+    for flag in ("production", "analysis", "test"):
+        for site, p in sitedata.pilot_stats(conn, hours=PILOT_WINDOW_HOURS, flag=flag, now=now).items():
+            seen = out.get(site, PilotStats())
+            out[site] = PilotStats(getJob=seen.getJob + p.getJob, updateJob=seen.updateJob + p.updateJob)
+    return out
