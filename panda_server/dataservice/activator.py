@@ -81,15 +81,13 @@ def _not_ready(conn: Connection, panda_id: int) -> bool:
 def fail_dataset(conn: Connection, name: str, why: str, now: dt.datetime) -> int:
     """The dispatch transfer failed for good: its assigned jobs fail (ddmErrorCode 201)."""
     failed = 0
+    values = {
+        "ddmErrorCode": int(DdmError.SUBSCRIPTION),
+        "ddmErrorDiag": f"dispatch subscription {name} failed: {why}",
+    }
     for panda_id in _waiting_on(conn, name):
-        try:
-            jobs.set_status(conn, panda_id, JobStatus.failed, now=now, expect=[JobStatus.assigned], values={
-                "ddmErrorCode": int(DdmError.SUBSCRIPTION), "endTime": now,
-                "ddmErrorDiag": f"dispatch subscription {name} failed: {why}"}, reason="dispatch failed")  # fmt: skip
-        except StateConflict:
-            continue
-        files.set_files(conn, [panda_id], {"status": FileStatus.failed.value}, now=now)
-        failed += 1
+        failed += files.fail_job(conn, panda_id, expect=JobStatus.assigned, values=values, now=now,
+                                 reason="dispatch failed")  # fmt: skip
     datasets.set_status(conn, name, "failed", now=now)
     return failed
 

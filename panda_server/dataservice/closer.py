@@ -22,10 +22,9 @@ from panda_server.dataservice import activator, datasets, files
 from panda_server.dataservice.context import DataService
 from panda_server.db import tables as t
 from panda_server.ddm.interface import DDMError
-from panda_server.errors import StateConflict
 from panda_server.protocol.codes import TaskBufferError
 from panda_server.protocol.states import FileStatus, FileType, JobStatus
-from panda_server.taskbuffer import jobs, rows
+from panda_server.taskbuffer import rows
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +96,9 @@ def _assigned_on(conn: Connection, name: str) -> list[int]:
 
 
 def _fail_downstream(conn: Connection, name: str, now: dt.datetime) -> None:
+    values = {"taskBufferErrorCode": int(TaskBufferError.KILLED),
+              "taskBufferErrorDiag": f"upstream job failed: {name} was not produced"}  # fmt: skip
     for panda_id in _assigned_on(conn, name):
-        try:
-            jobs.set_status(conn, panda_id, JobStatus.failed, now=now, expect=[JobStatus.assigned], values={
-                "taskBufferErrorCode": int(TaskBufferError.KILLED), "endTime": now,
-                "taskBufferErrorDiag": f"upstream job failed: {name} was not produced"}, reason="upstream failed")  # fmt: skip
-        except StateConflict:
-            continue
-        files.set_files(conn, [panda_id], {"status": FileStatus.failed.value}, now=now)
+        files.fail_job(
+            conn, panda_id, expect=JobStatus.assigned, values=values, now=now, reason="upstream failed"
+        )

@@ -36,6 +36,7 @@ def place_outputs(conn: Connection, svc: DataService, jobs: Sequence[JobSpec], *
                   dest_rse: dict[str, str], now: dt.datetime) -> None:  # fmt: skip
     """Give each output/log file its `_sub` dataset and destinationSE (jobs' destinationSE set)."""
     subs: dict[str, str] = {}  # top-level name → its _sub for this bunch
+    vuids: dict[str, str] = {}  # block name → its DDM vuid
     counts: dict[str, int] = {}
     for job in jobs:
         for f in job.Files:
@@ -45,23 +46,22 @@ def place_outputs(conn: Connection, svc: DataService, jobs: Sequence[JobSpec], *
             if not top:
                 continue
             if top not in subs:
-                subs[top] = _new_block(conn, svc, job, top, site_rse, dest_rse[job.destinationSE])
+                subs[top], vuid = _new_block(conn, svc, job, top, site_rse, dest_rse[job.destinationSE])
+                vuids[subs[top]] = vuid
             f.destinationDBlock, f.destinationSE = subs[top], job.destinationSE
             counts[subs[top]] = counts.get(subs[top], 0) + 1
     for name, n in counts.items():
-        if datasets.by_name(conn, name) is None:
-            vuid = svc.ddm.get_dataset(name).vuid
-            datasets.add(conn, vuid=vuid, name=name, type_="output", status="defined", nfiles=n, now=now)
+        datasets.add(conn, vuid=vuids[name], name=name, type_="output", status="defined", nfiles=n, now=now)
 
 
-def _new_block(conn: Connection, svc: DataService, job: JobSpec, top: str, site_rse: str, dest: str) -> str:
+def _new_block(conn: Connection, svc: DataService, job: JobSpec, top: str, site_rse: str,
+               dest: str) -> tuple[str, str]:  # fmt: skip
+    """(block name, vuid): a build job's library dataset itself, else a new `_sub` of `top`."""
     if job.prodSourceLabel == BUILD_LABEL:
-        if svc.ddm.get_dataset(top) is None:
-            svc.ddm.register_dataset(top, rse=site_rse)
-        return top
+        found = svc.ddm.get_dataset(top)
+        return top, found.vuid if found else svc.ddm.register_dataset(top, rse=site_rse)
     if svc.ddm.get_dataset(top) is None:
         svc.ddm.register_dataset(top, rse=dest)
     serial = conn.execute(t.SUBID_SEQ.next_value()).scalar_one()
     name = f"{top}_sub0{serial}"
-    svc.ddm.register_dataset(name, rse=site_rse)
-    return name
+    return name, svc.ddm.register_dataset(name, rse=site_rse)

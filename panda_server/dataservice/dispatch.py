@@ -90,11 +90,9 @@ def _dispatch_dataset(conn: Connection, svc: DataService, jobs: Sequence[JobSpec
     files: dict[str, FileInfo] = {}
     for job in jobs:
         for f in resolve.inputs(job):
-            if f.status == FileStatus.pending.value and f.GUID and f.GUID not in files:
-                try:
-                    files[f.GUID] = resolve.file_info(f)
-                except DDMError:
-                    continue  # a build job's library: not a DDM file yet
+            # pending with no dispatchDBlock yet: to be moved (a build job's library has its dataset's)
+            if f.status == FileStatus.pending.value and f.dispatchDBlock is None and f.GUID not in files:
+                files[f.GUID] = resolve.file_info(f)  # DDMError if it lacks GUID, size or adler32
     name = f"{datasets.DISPATCH_PREFIX}{uuid.uuid4()}_dis{jobs[0].PandaID}"
     vuid = svc.ddm.register_dataset(name, list(files.values()), rse=site_rse)
     datasets.add(conn, vuid=vuid, name=name, type_="dispatch", status="defined", nfiles=len(files), now=now)

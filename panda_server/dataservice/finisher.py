@@ -111,13 +111,10 @@ def fail_transfers(conn: Connection, name: str, why: str, now: dt.datetime) -> i
 
 
 def _fail_job(conn: Connection, panda_id: int, values: dict, now: dt.datetime) -> int:
-    try:
-        jobs.set_status(conn, panda_id, JobStatus.failed, now=now, expect=[JobStatus.transferring],
-                        values={**values, "endTime": now}, reason=values.get("ddmErrorDiag") or "")  # fmt: skip
-    except StateConflict:
-        return 0
-    files.set_files(conn, [panda_id], {"status": FileStatus.failed.value}, now=now)
-    return 1
+    reason = values.get("ddmErrorDiag") or values.get("taskBufferErrorDiag") or ""
+    return files.fail_job(
+        conn, panda_id, expect=JobStatus.transferring, values=values, now=now, reason=reason
+    )
 
 
 def run_once(engine: Engine, settings: Settings, now: dt.datetime, svc: DataService | None = None) -> Summary:

@@ -26,7 +26,6 @@ from panda_server.brokerage import broker, snapshot
 from panda_server.brokerage.model import Assignment, BrokerJob, Snapshot
 from panda_server.dataservice import builds, context, destination, dispatch, files, resolve
 from panda_server.dataservice.context import DataService
-from panda_server.db import tables as t
 from panda_server.db.engine import transaction
 from panda_server.ddm.interface import DDMError
 from panda_server.errors import StateConflict
@@ -54,21 +53,12 @@ def run_once(engine: Engine, settings: Settings, now: dt.datetime, svc: DataServ
     svc = svc or context.make(engine, settings)
     summary = Summary()
     with transaction(engine) as conn:
-        batch = _take(conn)
+        batch = rows.lock_jobs(conn, JobStatus.defined, limit=BATCH)
         if batch:
             setup_jobs(conn, svc, batch, now, summary)
     if batch:
         log.info("setupper %s", summary)
     return summary
-
-
-def _take(conn: Connection) -> list[JobSpec]:
-    d = t.jobsdefined4
-    ids = list(conn.execute(
-        d.select().with_only_columns(d.c.PandaID).where(d.c.jobStatus == JobStatus.defined.value)
-        .order_by(d.c.PandaID).limit(BATCH).with_for_update(skip_locked=True)
-    ).scalars())  # fmt: skip
-    return [j for j in rows.peek_jobs(conn, ids, tables=["jobsdefined4"]) if j is not None]
 
 
 def setup_jobs(
@@ -211,11 +201,5 @@ def _fail(conn: Connection, job: JobSpec, now: dt.datetime, summary: Summary, *,
                   "brokerageErrorDiag": brokerage[1]}  # fmt: skip
     else:
         values = {"ddmErrorCode": int(DdmError.SETUPPER), "ddmErrorDiag": f"Setupper: {ddm}"}
-    try:
-        jobrows.set_status(conn, job.PandaID, JobStatus.failed, now=now, expect=[JobStatus.defined],
-                           values={**values, "endTime": now}, reason=str(values))  # fmt: skip
-    except StateConflict as exc:
-        log.info("setupper: %s", exc)
-        return
-    files.set_files(conn, [job.PandaID], {"status": FileStatus.failed.value}, now=now)
-    summary.failed += 1
+    summary.failed += files.fail_job(conn, job.PandaID, expect=JobStatus.defined, values=values, now=now,
+                                     reason=str(values))  # fmt: skip

@@ -41,21 +41,12 @@ def run_once(engine: Engine, settings: Settings, now: dt.datetime, svc: DataServ
     svc = svc or context.make(engine, settings)
     summary = Summary()
     with transaction(engine) as conn:
-        batch = _take(conn)
+        batch = rows.lock_jobs(conn, JobStatus.waiting, limit=BATCH)
         if batch:
             _wake(conn, svc, batch, settings, now, summary)
     if summary.woken or summary.timed_out:
         log.info("waker %s", summary)
     return summary
-
-
-def _take(conn: Connection) -> list[JobSpec]:
-    w = t.jobswaiting4
-    ids = list(conn.execute(
-        sa.select(w.c.PandaID).where(w.c.jobStatus == JobStatus.waiting.value)
-        .order_by(w.c.PandaID).limit(BATCH).with_for_update(skip_locked=True)
-    ).scalars())  # fmt: skip
-    return [j for j in rows.peek_jobs(conn, ids, tables=["jobswaiting4"]) if j is not None]
 
 
 def _wake(conn: Connection, svc: DataService, batch: list[JobSpec], settings: Settings, now: dt.datetime,
@@ -86,11 +77,5 @@ def _to_defined(conn: Connection, job: JobSpec, now: dt.datetime) -> int:
 
 def _time_out(conn: Connection, job: JobSpec, missing: list[str], now: dt.datetime) -> int:
     diag = f"waiting timeout, missing: {'; '.join(missing)}"
-    try:
-        jobs.set_status(conn, job.PandaID, JobStatus.failed, now=now, expect=[JobStatus.waiting], values={
-            "taskBufferErrorCode": int(TaskBufferError.WAITING_TIMEOUT), "taskBufferErrorDiag": diag,
-            "endTime": now}, reason=diag)  # fmt: skip
-    except StateConflict:
-        return 0
-    files.set_files(conn, [job.PandaID], {"status": FileStatus.failed.value}, now=now)
-    return 1
+    values = {"taskBufferErrorCode": int(TaskBufferError.WAITING_TIMEOUT), "taskBufferErrorDiag": diag}
+    return files.fail_job(conn, job.PandaID, expect=JobStatus.waiting, values=values, now=now, reason=diag)

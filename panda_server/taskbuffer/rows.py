@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from panda_server.db import tables as t
 from panda_server.db.engine import fetch
 from panda_server.protocol.jobspec import FileSpec, JobSpec
+from panda_server.protocol.states import TABLE_OF, JobStatus
 
 FILE_COLUMNS = [c for c in t.filestable4.c if c.name != "modificationTime"]
 
@@ -85,6 +86,19 @@ def job_metadata(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
     m = t.metatable
     rows = conn.execute(sa.select(m.c.PandaID, m.c.metaData).where(m.c.PandaID.in_(list(ids))))
     return {r.PandaID: r.metaData for r in rows}
+
+
+def lock_jobs(conn: Connection, status: JobStatus, *, limit: int) -> list[JobSpec]:
+    """Up to `limit` jobs in `status`, oldest PandaID first, locked for this transaction; rows other
+    workers hold are skipped (FOR UPDATE SKIP LOCKED), so several daemon copies share the work."""
+    name = TABLE_OF[status]
+    table = t.JOB_TABLE[name]
+    query = (
+        sa.select(table.c.PandaID).where(table.c.jobStatus == status.value)
+        .order_by(table.c.PandaID).limit(limit).with_for_update(skip_locked=True)
+    )  # fmt: skip
+    ids = list(conn.execute(query).scalars())
+    return [j for j in peek_jobs(conn, ids, tables=[name]) if j is not None]
 
 
 def peek_jobs(
