@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,31 @@ class Settings:
     # getJob/updateJob counts to the DB (after a response, at most this often; 0 = every response)
     sitedata_interval: float = 60.0
     sitedata_flush_seconds: float = 5.0
+    # AutoPilot, the pilot factory (`panda-autopilot`, docs/autopilot.md). Its id (PANDA_JSID, the
+    # jobs' schedulerID; default <host>-autopilot), cycle period (classic 120 s), the submitter for
+    # every queue (empty: each queue's schedconfig `system`), caps (pilots per queue per cycle; live
+    # pilots of the whole factory, 0 = none), seconds a submitted pilot may stay unseen by its batch
+    # system before it counts as lost, where it keeps logs and spool (<dir>/logs served over HTTP on
+    # log_port, the GTAG links; kept log_days days), the wrapper script, the proxy and extra arguments
+    # the pilots get, the python that runs them and their work directory on the worker (empty:
+    # this interpreter; $TMPDIR or /tmp), and whether the wrapper fetches the pilot code from the
+    # log server (checked by sha256) instead of finding it next to the wrapper
+    autopilot_factory: str = ""
+    autopilot_interval: float = 120.0
+    autopilot_submitter: str = ""
+    autopilot_max_per_cycle: int = 10
+    autopilot_max_pilots: int = 0
+    autopilot_lost_grace: float = 300.0
+    autopilot_dir: Path = ROOT / "var" / "autopilot"
+    autopilot_log_port: int = 25881
+    autopilot_log_url: str = ""
+    autopilot_log_days: int = 7
+    autopilot_wrapper: str = ""
+    autopilot_pilot_proxy: str = ""
+    autopilot_pilot_args: str = "--max-jobs 20 -v 1"
+    autopilot_pilot_python: str = ""
+    autopilot_pilot_workdir: str = ""
+    autopilot_fetch_pilot: bool = False
     # gunicorn: gthread workers × threads (TLS needs keep-alive, hence gthread). On 2 cores 2×2..2×4
     # gave the best lifecycle rate (docs/benchmarks.md); idle keep-alive connections need no thread.
     workers: int = 2
@@ -145,6 +171,23 @@ class Settings:
     def ddm_ca_path(self) -> Path:
         """The CA directory the DDM agent trusts: ddm_ca_dir or the PKI's."""
         return Path(self.ddm_ca_dir) if self.ddm_ca_dir else self.ca_dir
+
+    @property
+    def autopilot_id(self) -> str:
+        """The factory's id: PANDA_JSID in its pilots' environment, the schedulerID of their jobs."""
+        return self.autopilot_factory or f"{socket.gethostname().split('.')[0]}-autopilot"
+
+    @property
+    def autopilot_log_base(self) -> str:
+        """The URL under which the factory's log server serves <autopilot_dir>/logs."""
+        return (self.autopilot_log_url or f"http://{self.server_name}:{self.autopilot_log_port}").rstrip("/")
+
+    @property
+    def autopilot_proxy_path(self) -> Path:
+        """The proxy the pilots get (X509_USER_PROXY): autopilot_pilot_proxy or the PKI's pilot proxy."""
+        return (
+            Path(self.autopilot_pilot_proxy) if self.autopilot_pilot_proxy else self.pki_dir / "pilot.proxy"
+        )
 
     @property
     def vomsdir(self) -> Path:

@@ -63,7 +63,15 @@ class QueueSpec:
     system: str = _enum("local", BATCH_SYSTEMS)  # batch system AutoPilot submits to
     queue: str = ""  # batch queue / partition
     localqueue: str = ""
+    jobmanager: str = ""  # grid CE flavour for the condor submitter: "" = vanilla, htcondor-ce, gt2, arc
     nqueue: int = 2  # pilots AutoPilot keeps queued
+    depthboost: int = 2  # AutoPilot tops up while queued pilots < nqueue × depthboost and activated jobs wait
+    idlepilotsuppression: int = 1  # with no activated job, one idle pilot every this many factory cycles
+    pilotlimit: int = (
+        0  # AutoPilot submits nothing while this factory has this many live pilots; 0 = no limit
+    )
+    transferringlimit: int = 0  # ... nor while the site has this many transferring jobs; 0 = no limit
+    jdladd: str = ""  # extra HTCondor submit-description lines ("key = value", one per line)
     memory: int = 0  # MB per job slot, 0 = no limit
     maxtime: int = 0  # walltime limit, s, 0 = no limit
     maxwdir: int = 20000  # work dir size limit, MB

@@ -80,7 +80,8 @@ def schedconfig_loaded(engine):
 
 
 LIVE_TABLES = ("jobsdefined4", "jobswaiting4", "jobsactive4", "jobsarchived4", "filestable4", "metatable",
-               "jobparamstable", "job_output_report", "users", "pandalog", "datasets", "sitedata", "sitedata_bins")  # fmt: skip
+               "jobparamstable", "job_output_report", "users", "pandalog", "datasets", "sitedata", "sitedata_bins",
+               "pilotqueue", "servicelist", "schedinstance")  # fmt: skip
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
 )  # fmt: skip
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -262,3 +263,78 @@ pandalog = Table(
     Column("message", Text()),
 )
 Index(None, pandalog.c.type, pandalog.c.bintime)
+
+# The pilot factory's tables (classic AutoPilot, autopilot/tracking.py, docs/autopilot.md).
+PILOT_STATES = ("submitted", "queued", "running", "done", "failed", "lost")
+
+# One row per pilot a factory submitted: tracking id, batch id, queue, state and its times, exit
+# code, the log URL (GTAG, which the pilot sends as its pilotID) and the last job it ran.
+pilotqueue = Table(
+    "pilotqueue",
+    metadata,
+    Column("tpid", Text(), primary_key=True),
+    Column("jobid", Text(), nullable=False),  # the batch system's id (Slurm job id, cluster.proc, pid)
+    Column("factory", Text(), nullable=False),
+    Column("nickname", Text(), nullable=False),
+    Column("queueid", Text(), nullable=False),  # the PanDA site
+    Column("system", Text(), nullable=False),  # the submitter
+    Column("state", Text(), nullable=False),
+    Column("url", Text(), nullable=False),
+    Column("submithost", Text()),
+    Column("user", Text()),
+    Column("workernode", Text()),
+    Column("pandaid", BigInteger()),
+    Column("errcode", Integer()),  # the wrapper's exit code
+    Column("errinfo", Text()),
+    Column("tsubmit", DateTime(), nullable=False),
+    Column("tstate", DateTime(), nullable=False),  # when state last changed
+    Column("tcheck", DateTime()),  # when the batch system was last asked
+    Column("tstart", DateTime()),
+    Column("tend", DateTime()),
+)
+Index(None, pilotqueue.c.factory, pilotqueue.c.state)
+Index(None, pilotqueue.c.nickname, pilotqueue.c.tsubmit)
+# A pilot sends its log URL (GTAG) as pilotID "<url>|PR|<version>": the factory finds its jobs by it
+for _t in (jobsactive4, jobsarchived4):
+    Index(f"ix_{_t.name}_pilot", func.split_part(_t.c.pilotID, "|", 1))
+
+# Factories (and later other services) with their heartbeat; doaction is the remote control.
+servicelist = Table(
+    "servicelist",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("name", Text(), nullable=False, unique=True),
+    Column("type", Text(), nullable=False),
+    Column("host", Text()),
+    Column("pid", Integer()),
+    Column("userid", Text()),
+    Column("url", Text()),  # where its logs are served
+    Column("config", Text()),  # its command line
+    Column("cyclesec", Integer()),
+    Column("status", Text(), nullable=False),  # running, stopped
+    Column("message", Text()),  # what the last cycle did
+    Column("doaction", Text()),  # an operator's request, e.g. stop
+    Column("tstart", DateTime()),
+    Column("tstop", DateTime()),
+    Column("tcheck", DateTime()),  # the heartbeat
+    Column("lastmod", DateTime()),
+)
+
+# Per factory and queue: the last cycle's pilot counts and decision.
+schedinstance = Table(
+    "schedinstance",
+    metadata,
+    Column("name", Text(), nullable=False),  # the factory
+    Column("nickname", Text(), nullable=False),
+    Column("pandasite", Text()),
+    Column("nqueue", Integer()),  # pilots submitted by the last cycle
+    Column("nqueued", Integer()),
+    Column("nrunning", Integer()),
+    Column("ndone", Integer()),
+    Column("nfailed", Integer()),
+    Column("naborted", Integer()),  # lost
+    Column("njobs", Integer()),  # activated jobs the server reported
+    Column("errinfo", Text()),  # the decision's reason
+    Column("lastmod", DateTime()),
+    PrimaryKeyConstraint("name", "nickname"),
+)

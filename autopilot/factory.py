@@ -1,0 +1,250 @@
+"""One factory cycle: follow this factory's pilots, ask the server, decide per queue, submit, record.
+
+The decisions are autopilot/policy.py's; this module only gathers what they need and carries
+them out. Each step that writes is its own short transaction, so a failure in one queue's
+submission costs that queue this cycle and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import getpass
+import logging
+import os
+import shlex
+import shutil
+import socket
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from autopilot import pandaview, pilotcode, tracking
+from autopilot.policy import Decision, QueueView, capped, decide
+from autopilot.proxy import proxy_problem
+from autopilot.submitters import make_submitter
+from autopilot.submitters.base import BatchCommandError, PilotBatch, SubmitError, Submitter
+from panda_server.settings import ROOT, Settings
+from schedconfig.model import QueueSpec
+from schedconfig.sync import read_queues
+
+log = logging.getLogger("panda.autopilot")
+
+WRAPPER = Path(__file__).resolve().parent / "wrapper.sh"
+
+
+@dataclasses.dataclass
+class QueueReport:
+    nickname: str
+    system: str
+    view: QueueView | None
+    decision: Decision
+    submitted: list[str] = dataclasses.field(default_factory=list)
+    error: str = ""
+
+
+@dataclasses.dataclass
+class CycleReport:
+    cycle: int
+    queues: list[QueueReport]
+    changes: int = 0  # pilot state changes seen
+    problem: str = ""  # why nothing was submitted (server, proxy)
+
+    def summary(self) -> str:
+        submitted = sum(len(q.submitted) for q in self.queues)
+        errors = sum(1 for q in self.queues if q.error)
+        text = f"cycle {self.cycle}: {len(self.queues)} queues, {submitted} pilots submitted, {self.changes} changes"
+        return text + (f", {errors} errors" if errors else "") + (f"; {self.problem}" if self.problem else "")
+
+
+class Factory:
+    def __init__(
+        self, settings: Settings, engine: Engine, *, submitters: dict[str, Submitter] | None = None
+    ) -> None:
+        self.settings, self.engine = settings, engine
+        self.name = settings.autopilot_id
+        self.logs = settings.autopilot_dir / "logs"
+        self.submitters: dict[str, Submitter] = dict(submitters or {})
+        self.cycle = 0
+        self._batches = 0
+        self._code: tuple[str, str] | None = None
+
+    # ---------------------------------------------------------------- the cycle
+
+    def run_cycle(self, now: dt.datetime, *, only: Iterable[str] = (), dry_run: bool = False) -> CycleReport:
+        only = set(only)
+        with self.engine.connect() as conn:
+            queues = [q for q in read_queues(conn) if not only or q.nickname in only]
+        report = CycleReport(self.cycle, [])
+        if not dry_run:
+            report.changes = self.poll(now)
+            self.clean_logs(now)
+        try:
+            panda = pandaview.fetch(self.settings.url)
+        except pandaview.PandaUnavailable as exc:
+            panda, report.problem = None, f"server not asked: {exc}"
+        problem = proxy_problem(self.settings.autopilot_proxy_path, now)
+        if problem and problem.fatal:
+            report.problem = problem.text
+        elif problem:
+            log.warning("%s", problem.text)
+        with self.engine.connect() as conn:
+            mine = tracking.counts(conn, self.name)
+        room = self._factory_room(mine)
+        for q in queues:
+            qr = self._queue(
+                q, panda, mine.get(q.nickname, {}), room, now, dry_run=dry_run or bool(report.problem)
+            )
+            room = None if room is None else room - len(qr.submitted)
+            report.queues.append(qr)
+        self.cycle += 1
+        return report
+
+    def _queue(self, q: QueueSpec, panda: pandaview.PandaState | None, pilots: dict[str, int], room: int | None,
+               now: dt.datetime, *, dry_run: bool) -> QueueReport:  # fmt: skip
+        system = self.settings.autopilot_submitter or q.system
+        if panda is None:
+            return QueueReport(q.nickname, system, None, Decision(0, "server not asked"))
+        view = QueueView(queue_status=q.status, cloud_status=panda.clouds.get(q.cloud, "online"), nqueue=q.nqueue,
+                         depthboost=q.depthboost, idlepilotsuppression=q.idlepilotsuppression,
+                         pilotlimit=q.pilotlimit, transferringlimit=q.transferringlimit,
+                         activated=panda.count(q.siteid, "activated"), transferring=panda.count(q.siteid, "transferring"),
+                         inactive=pilots.get("submitted", 0) + pilots.get("queued", 0), active=pilots.get("running", 0),
+                         cycle=self.cycle)  # fmt: skip
+        d = capped(decide(view), view, max_per_cycle=self.settings.autopilot_max_per_cycle, factory_room=room)
+        qr = QueueReport(q.nickname, system, view, d)
+        if d.n > 0 and not dry_run:
+            self._submit(q, system, d.n, qr, now)
+        if not dry_run:
+            self._note(q, view, qr, now)
+        log.info("%s (%s): %d pilots: %s%s", q.nickname, system, len(qr.submitted), d.reason,
+                 f"; error: {qr.error}" if qr.error else "")  # fmt: skip
+        return qr
+
+    def _submit(self, q: QueueSpec, system: str, n: int, qr: QueueReport, now: dt.datetime) -> None:
+        try:
+            submitter = self.submitter(system)
+            batch = self.batch(q, n, now)
+        except (ValueError, OSError) as exc:
+            qr.error = str(exc)
+            return
+        try:
+            qr.submitted = submitter.submit(batch)
+        except (SubmitError, BatchCommandError, ValueError) as exc:
+            qr.submitted, qr.error = list(getattr(exc, "submitted", [])), str(exc)
+        with self.engine.begin() as conn:
+            tracking.record(conn, batch, qr.submitted, factory=self.name, system=system,
+                            submithost=socket.gethostname(), user=getpass.getuser(), now=now)  # fmt: skip
+
+    def _note(self, q: QueueSpec, view: QueueView, qr: QueueReport, now: dt.datetime) -> None:
+        reason = qr.decision.reason + (f"; error: {qr.error}" if qr.error else "")
+        with self.engine.begin() as conn:
+            tracking.note_queue(conn, self.name, q.nickname, {
+                "pandasite": q.siteid, "nqueue": len(qr.submitted), "nqueued": view.inactive, "nrunning": view.active,
+                "njobs": view.activated, "errinfo": reason}, now)  # fmt: skip
+
+    def _factory_room(self, mine: dict[str, dict[str, int]]) -> int | None:
+        if not self.settings.autopilot_max_pilots:
+            return None
+        return self.settings.autopilot_max_pilots - sum(sum(states.values()) for states in mine.values())
+
+    # ---------------------------------------------------------------- following the pilots
+
+    def poll(self, now: dt.datetime) -> int:
+        """Ask each batch system about this factory's live pilots and move their rows; link jobs."""
+        with self.engine.connect() as conn:
+            rows = tracking.live(conn, self.name)
+        changes = 0
+        for system in sorted({r.system for r in rows}):
+            mine = [r for r in rows if r.system == system]
+            try:
+                seen = self.submitter(system).status([r.jobid for r in mine])
+            except (BatchCommandError, ValueError) as exc:
+                log.error("cannot ask %s about %d pilots: %s", system, len(mine), exc)
+                continue
+            with self.engine.begin() as conn:
+                for r in mine:
+                    new = tracking.next_state(r.state, seen.get(r.jobid), self._reported_exit(r),
+                                              unseen_for=(now - r.tsubmit).total_seconds(),
+                                              grace=self.settings.autopilot_lost_grace, system=system)  # fmt: skip
+                    if new is not None and tracking.change(conn, r, new, now):
+                        changes += 1
+                        log.info("pilot %s (%s %s) at %s: %s → %s%s", r.tpid, system, r.jobid, r.nickname, r.state,
+                                 new.state, f" ({new.errinfo})" if new.errinfo else "")  # fmt: skip
+                tracking.checked(conn, [r.tpid for r in mine], now)
+        with self.engine.begin() as conn:
+            tracking.link_jobs(conn, self.name, since=now - dt.timedelta(days=1))
+        return changes
+
+    def _reported_exit(self, row) -> int | None:
+        path = self.log_dir(row.tsubmit, row.nickname) / f"{row.tpid}.rc"
+        try:
+            return int(path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    # ---------------------------------------------------------------- batches
+
+    def submitter(self, system: str) -> Submitter:
+        if system not in self.submitters:
+            self.submitters[system] = make_submitter(system)
+        return self.submitters[system]
+
+    def log_dir(self, when: dt.datetime, nickname: str) -> Path:
+        return self.logs / f"{when:%Y-%m-%d}" / nickname
+
+    def batch(self, q: QueueSpec, n: int, now: dt.datetime) -> PilotBatch:
+        """n pilots for queue q: names, log places and the wrapper's arguments and environment."""
+        s = self.settings
+        self._batches += 1
+        name = f"tp_{socket.gethostname().split('.')[0]}_{os.getpid()}_{now:%Y%m%d-%H%M%S}_{self._batches}"
+        env = {"PANDA_JSID": self.name, "APFFID": self.name, "FACTORYQUEUE": q.nickname,
+               "FACTORYUSER": getpass.getuser(), "X509_USER_PROXY": str(s.autopilot_proxy_path),
+               "X509_CERT_DIR": str(s.ca_dir), "PILOT_PYTHON": s.autopilot_pilot_python or sys.executable}  # fmt: skip
+        if s.autopilot_pilot_workdir:
+            env["PILOT_WORKDIR"] = s.autopilot_pilot_workdir
+        if s.autopilot_fetch_pilot:
+            url, sha = self.pilot_code()
+            env.update(PILOT_CODE_URL=url, PILOT_CODE_SHA256=sha)
+        else:
+            env["PILOT_HOME"] = str(ROOT)
+        env.update(queue_environ(q))
+        wrapper = Path(s.autopilot_wrapper) if s.autopilot_wrapper else WRAPPER
+        args = ("-q", q.nickname, "-w", s.url_ssl, "--", *shlex.split(s.autopilot_pilot_args))
+        return PilotBatch(queue=q, name=name, count=n, log_dir=self.log_dir(now, q.nickname),
+                          log_url=f"{s.autopilot_log_base}/{now:%Y-%m-%d}/{q.nickname}", executable=wrapper,
+                          arguments=args, environment=env, proxy=s.autopilot_proxy_path)  # fmt: skip
+
+    def pilot_code(self) -> tuple[str, str]:
+        """(URL, sha256) of the pilot tarball the log server serves; built once per factory process."""
+        if self._code is None:
+            _, sha = pilotcode.build(self.logs)
+            self._code = (f"{self.settings.autopilot_log_base}/{pilotcode.NAME}", sha)
+        return self._code
+
+    def clean_logs(self, now: dt.datetime) -> int:
+        """Remove the dated log directories older than autopilot_log_days."""
+        removed = 0
+        cutoff = (now - dt.timedelta(days=self.settings.autopilot_log_days)).date()
+        for d in self.logs.glob("????-??-??") if self.logs.is_dir() else []:
+            try:
+                day = dt.date.fromisoformat(d.name)
+            except ValueError:
+                continue
+            if day < cutoff:
+                shutil.rmtree(d, ignore_errors=True)
+                removed += 1
+        return removed
+
+
+def queue_environ(q: QueueSpec) -> dict[str, str]:
+    """The queue's `environ` ("k=v k2='v 2'") as a mapping; a malformed entry is a ValueError."""
+    out = {}
+    for item in shlex.split(q.environ):
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"{q.nickname}: schedconfig environ entry {item!r} is not NAME=value")
+        out[key] = value
+    return out
