@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 .PHONY: run stop status test lint venv system-deps clean help
 
 help:
-	@echo "make run     - bring up the local grid (PostgreSQL, PKI, server, daemons) and run the demo with our pilots"
+	@echo "make run     - bring up the local grid (PostgreSQL, PKI, server, daemons, pilot factory) and run the demo"
+	@echo "               (make run SUBMITTER=slurm: the factory's pilots go through a private single-node Slurm)"
 	@echo "make stop    - stop everything make run started"
 	@echo "make status  - list the local grid's processes"
 	@echo "make test    - install what is needed and run the whole test suite"
@@ -26,15 +27,18 @@ venv: $(STAMP)
 system-deps:
 	@bash scripts/system-deps.sh
 
+# make run SUBMITTER=slurm: the factory submits its pilots to a private single-node Slurm (var/slurm)
+SUBMITTER ?= local
+
 run: venv system-deps
-	$(BIN)/python -m scripts.localgrid up
-	$(BIN)/python -m scripts.localgrid demo
+	PANDA_AUTOPILOT_SUBMITTER=$(SUBMITTER) $(BIN)/python -m scripts.localgrid up
+	PANDA_AUTOPILOT_SUBMITTER=$(SUBMITTER) $(BIN)/python -m scripts.localgrid demo
 	@echo
 	@echo "PanDA server:  https://localhost:25443/server/panda  (mTLS; user proxy var/pki/user.proxy, CA dir var/pki/ca)"
 	@echo "               http://localhost:25080/server/panda   (passive reads)"
 	@echo "Queuedata:     http://localhost:25080/cache/schedconfig/CLOUDA_T1.all.json"
-	@echo "Pilots:        X509_USER_PROXY=var/pki/pilot.proxy .venv/bin/panda-pilot -q <queue> --url https://localhost:25443 --ca-dir var/pki/ca -a var/pilots"
-	@echo "Logs:          var/log/ (pilot-<queue>.log per demo pilot)    Stop everything: make stop"
+	@echo "Pilot factory: .venv/bin/panda-autopilot pilots | factories    pilot logs (GTAG): http://localhost:25881/"
+	@echo "Logs:          var/log/ (one per service)    Stop everything: make stop"
 
 stop:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m scripts.localgrid down; fi

@@ -9,7 +9,7 @@
   panda-autopilot pilots [--queue Q] [--state S] [--limit N]   the tracked pilots, newest first
   panda-autopilot factories                                    factories, their heartbeat and state
   panda-autopilot tell NAME stop                               stop a factory at its next cycle
-  panda-autopilot cancel TPID ...                              remove pilots from their batch system
+  panda-autopilot cancel TPID ... | --all                      remove pilots from their batch system
 
 Settings are PANDA_* variables (`panda-server settings` lists them); the factory needs the
 database (PANDA_DATABASE_URL) and the server's passive URL (PANDA_SERVER_NAME, PANDA_HTTP_PORT).
@@ -153,8 +153,13 @@ def _command(argv: list[str], settings: Settings) -> int:
     p.add_argument("name")
     p.add_argument("action", choices=services.ACTIONS)
     p = sub.add_parser("cancel", help="remove pilots from their batch system")
-    p.add_argument("tpid", nargs="+")
+    p.add_argument("tpid", nargs="*")
+    p.add_argument(
+        "--all", action="store_true", help="every live pilot of this factory (PANDA_AUTOPILOT_FACTORY)"
+    )
     args = parser.parse_args(argv)
+    if args.command == "cancel" and bool(args.tpid) == args.all:
+        parser.error("cancel: give pilots' tpids or --all, not both")
     if getattr(args, "limit", 1) < 1 or getattr(args, "limit", 1) > 10000:
         parser.error("--limit must be between 1 and 10000")
     engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
@@ -209,7 +214,10 @@ def _cancel(engine, args, settings) -> int:
     factory = Factory(settings, engine)
     p = t.pilotqueue
     with engine.connect() as conn:
-        rows = list(conn.execute(sa.select(p).where(p.c.tpid.in_(args.tpid))))
+        if args.all:
+            rows = tracking.live(conn, factory.name)
+        else:
+            rows = list(conn.execute(sa.select(p).where(p.c.tpid.in_(args.tpid))))
     missing = sorted(set(args.tpid) - {r.tpid for r in rows})
     if missing:
         print(f"panda-autopilot: unknown pilots: {', '.join(missing)}", file=sys.stderr)
@@ -222,6 +230,8 @@ def _cancel(engine, args, settings) -> int:
     for r in rows:
         if r.state not in tracking.LIVE:
             print(f"{r.tpid} has already ended ({r.state})")
+    if args.all and not live:
+        print(f"{factory.name} has no live pilot")
     return 0
 
 

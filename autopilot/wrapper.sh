@@ -89,6 +89,7 @@ fi
 
 # ---- 4. the pilot, in the foreground; a TERM from the batch system (scancel, condor_rm) goes on to it
 unset https_proxy HTTPS_PROXY http_proxy HTTP_PROXY
+cd "$WORK" || fail 91 "cannot enter $WORK"  # also keeps `python -m pilot` from finding a pilot in the old cwd
 export PYTHONPATH="$CODE${PYTHONPATH:+:$PYTHONPATH}"
 ARGS=(-m pilot -q "$QUEUE" --url "$URL" -a "$WORK")
 [ -n "${PANDA_JSID:-}" ] && ARGS+=(--scheduler-id "$PANDA_JSID")

@@ -9,15 +9,17 @@
    dispatched T1 → T2 by the DDM agent and they stay `assigned` until the datasetCompleted
    callback activates them. One analysis job (user proxy) is brokered to ANALY_CLOUDA_T2_1, the
    only analysis site holding its input, and triggers no transfer.
-3. Our pilots run whatever is activated; the production outputs are then aggregated at the T1
-   (`transferring` until the DDM callback), the others finish where they ran.
-The script prints each job's site and state and checks the outputs on the T1's storage.
+3. AutoPilot (the `autopilot` service of the local grid) sees activated jobs at a queue and
+   submits pilots there (local processes, or Slurm jobs with `make run SUBMITTER=slurm`); the
+   production outputs are then aggregated at the T1 (`transferring` until the DDM callback),
+   the others finish where they ran.
+The script prints each job's site and state, the pilots that ran them, and checks the outputs on
+the T1's storage.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -148,9 +150,8 @@ def statuses(ids: list[int], config: ClientConfig) -> list[JobSpec]:
     return [j for j in jobs or [] if j is not None] if status == 0 else []
 
 
-def run_until_done(env: Mapping[str, str], ids: list[int], config: ClientConfig) -> list[JobSpec]:
-    """Start a pilot for each queue that has activated jobs (one at a time per queue) until all end."""
-    pilots: dict[str, subprocess.Popen] = {}
+def run_until_done(ids: list[int], config: ClientConfig) -> list[JobSpec]:
+    """Show the jobs' states until all have ended (the factory sends the pilots)."""
     shown: dict[int, str] = {}
     deadline = time.monotonic() + DEADLINE
     jobs: list[JobSpec] = []
@@ -165,36 +166,40 @@ def run_until_done(env: Mapping[str, str], ids: list[int], config: ClientConfig)
                 )
         if len(jobs) == len(ids) and all(j.jobStatus in TERMINAL for j in jobs):
             break
-        for site in sorted({j.computingSite for j in jobs if j.jobStatus == "activated"}):
-            if site not in pilots or pilots[site].poll() is not None:
-                pilots[site] = start_pilot(env, site)
         time.sleep(2)
-    for proc in pilots.values():
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=60)
     return jobs
 
 
-def start_pilot(env: Mapping[str, str], queue: str) -> subprocess.Popen:
-    pki, var = env["PANDA_PKI_DIR"], ROOT / "var"
-    (var / "pilots").mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "pilot", "-q", queue, "--url", "https://localhost:25443",
-            "--proxy", f"{pki}/pilot.proxy", "--ca-dir", f"{pki}/ca", "-a", str(var / "pilots"),
-            "--max-jobs", "20", "-v", "1", "--min-free-mb", "500"]  # fmt: skip
-    with open(var / "log" / f"pilot-{queue}.log", "ab") as out:
-        proc = subprocess.Popen(argv, cwd=ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    print(f"==> pilot for {queue} started (log var/log/pilot-{queue}.log)", flush=True)
-    return proc
+def show_pilots(env: Mapping[str, str], jobs: list[JobSpec]) -> None:
+    """Which pilots ran the jobs (their GTAG log links), from the factory's tracking table."""
+    import sqlalchemy as sa
+
+    from panda_server.db import tables as t
+    from panda_server.db.engine import make_engine
+
+    urls = {(j.pilotID or "").split("|")[0] for j in jobs if j.pilotID and j.pilotID != "NULL"}
+    engine = make_engine(env["PANDA_DATABASE_URL"], pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as conn:
+            rows = list(conn.execute(sa.select(t.pilotqueue).where(t.pilotqueue.c.url.in_(urls))))
+    finally:
+        engine.dispose()
+    systems = sorted({r.system for r in rows})
+    print(
+        f"==> {len(rows)} pilots of the factory ({', '.join(systems) or 'none'}) ran the demo jobs; their logs:"
+    )
+    for r in sorted(rows, key=lambda r: r.tsubmit)[:12]:
+        print(f"    {r.nickname:18} {r.system} {r.jobid:>8} {r.state:8} {r.url}")
 
 
 def main(env: Mapping[str, str]) -> int:
     tag = uuid.uuid4().hex[:6]
     prod_ids, load_ids, ana_id = submit(env, tag)
     prod, _user = configs(env)
-    jobs = {j.PandaID: j for j in run_until_done(env, [*prod_ids, *load_ids, ana_id], prod)}
+    print("==> waiting for AutoPilot's pilots to run them (panda-autopilot pilots lists them)", flush=True)
+    jobs = {j.PandaID: j for j in run_until_done([*prod_ids, *load_ids, ana_id], prod)}
     print()
+    show_pilots(env, list(jobs.values()))
     print("==> where the production jobs ran: " + ", ".join(
         sorted({jobs[i].computingSite for i in prod_ids if i in jobs})))  # fmt: skip
     if ana_id in jobs:

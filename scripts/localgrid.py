@@ -5,8 +5,12 @@ up:   private PostgreSQL under var/pg (127.0.0.1:$PANDA_PG_PORT, default 16432),
       data-service daemons (setupper, activator, adder, finisher, waker), the watcher, the
       sitedata daemon and the local DDM's transfer agent in the background; PIDs in var/run,
       logs in var/log.
+      and AutoPilot, the pilot factory, with the `local` submitter (pilots are processes here), or
+      with `slurm` (PANDA_AUTOPILOT_SUBMITTER=slurm, `make run SUBMITTER=slurm`: a private
+      single-node Slurm in var/slurm is started first).
 demo: the data-driven flow (scripts/demo.py): production jobs brokered over CLOUDA's T2s,
-      inputs moved T1 → T2, outputs aggregated at the T1, an analysis job where its data is.
+      inputs moved T1 → T2, outputs aggregated at the T1, an analysis job where its data is;
+      the factory sends the pilots that run them.
 down: stops every process listed in var/run (by PID, process group) and the PostgreSQL.
 status: what is running.
 """
@@ -37,6 +41,7 @@ SERVICES = {  # name → argv; gunicorn listeners pick their port with PANDA_LIS
     "watcher": ["panda-daemon", "watcher"],
     "sitedata": ["panda-daemon", "sitedata"],
     "ddm": ["panda-daemon", "ddm"],  # the local DDM's transfer agent (docs/ddm.md)
+    "autopilot": ["panda-autopilot"],  # the pilot factory (docs/autopilot.md); pilots' logs on :25881
 }
 
 
@@ -49,6 +54,12 @@ def env() -> dict[str, str]:
     e.setdefault("PANDA_TOKEN_ISSUERS", f"https://localhost/pandawms-token-issuer={issuer_pub}")
     e.setdefault("PANDA_TOKEN_ISSUER_VOS", "https://localhost/pandawms-token-issuer=atlas")
     e.setdefault("PANDA_SERVER_NAME", "localhost")
+    # the factory: a 10 s cycle (classic 120 s) for the demo's pace; pilots work under var/pilots;
+    # `make run SUBMITTER=slurm` sets PANDA_AUTOPILOT_SUBMITTER and up() starts a local Slurm
+    e.setdefault("PANDA_AUTOPILOT_INTERVAL", "10")
+    e.setdefault("PANDA_AUTOPILOT_PILOT_WORKDIR", str(VAR / "pilots"))
+    if e.get("PANDA_AUTOPILOT_SUBMITTER") == "slurm":
+        e.setdefault("SLURM_CONF", str(VAR / "slurm" / "slurm.conf"))
     e["PATH"] = f"{Path(sys.executable).parent}:{e.get('PATH', '')}"
     return e
 
@@ -117,6 +128,9 @@ def up() -> None:
 
 
 def down() -> None:
+    if (RUN / "autopilot.pid").exists():  # the factory's pilots live in their own sessions
+        subprocess.run([str(Path(sys.executable).parent / "panda-autopilot"), "cancel", "--all"], cwd=ROOT,
+                       env=env(), timeout=120)  # fmt: skip
     for pidfile in sorted(RUN.glob("*.pid")) if RUN.exists() else []:
         pid = int(pidfile.read_text())
         if alive(pid):

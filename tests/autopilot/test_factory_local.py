@@ -15,7 +15,7 @@ from autopilot import logserver
 from autopilot.factory import Factory
 from panda_server.db import tables as t
 from tests.support.factory import factory_settings, follow, pilots, sleeper, utcnow
-from tests.support.pilots import add_queue, insert_activated, job_row, run_adder, shell_job
+from tests.support.pilots import add_queue, insert_activated, job_row, run_adder, shell_job, wait_for
 
 QUEUE = "APLOCAL_T2"
 
@@ -160,3 +160,68 @@ def test_a_pilot_killed_outright_is_failed_and_one_that_vanished_is_lost(grid, e
 
 def by_jobid(engine) -> dict:
     return {r.jobid: r for r in pilots(engine).values()}
+
+
+def test_pilots_fetch_their_code_from_the_factory(grid, engine, db_url, tmp_path):
+    add_queue(engine, QUEUE, siteid=QUEUE, nqueue=1, system="local")
+    [panda_id] = [insert_activated(engine, shell_job(QUEUE, "echo fetched"))]
+    settings = factory_settings(grid, db_url, tmp_path, autopilot_fetch_pilot=True)
+    f = Factory(settings, engine)
+    server = logserver.serve(f.logs, "127.0.0.1", settings.autopilot_log_port)
+    try:
+        [qr] = f.run_cycle(utcnow(), only=[QUEUE]).queues
+        assert len(qr.submitted) == 1
+        follow(f, engine, lambda: finished(engine, [panda_id]) and all(
+            r.state == "done" for r in pilots(engine).values()), seconds=120)  # fmt: skip
+    finally:
+        server.shutdown()
+    assert job_row(engine, panda_id)["jobStatus"] == "finished"
+    [row] = pilots(engine).values()
+    log = (f.log_dir(row.tsubmit, QUEUE) / f"{row.tpid}.out").read_text()
+    assert f"pilot code fetched from {settings.autopilot_log_base}/pilotcode.tar.gz" in log
+
+
+def test_heartbeat_remote_stop_and_one_factory_per_name(grid, engine, db_url, tmp_path):
+    add_queue(engine, "APLOCAL_IDLE", siteid="APLOCAL_IDLE", nqueue=0, system="local")  # never gets pilots
+    settings = factory_settings(grid, db_url, tmp_path)
+    env = {**os.environ, **{k: str(v) for k, v in settings.describe().items()}}
+    cli = [sys.executable, "-m", "autopilot.cli"]
+    proc = subprocess.Popen([*cli, "--queue", "APLOCAL_IDLE"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    try:
+        beats = set()
+
+        def beating():
+            with engine.connect() as conn:
+                row = conn.execute(
+                    sa.select(t.servicelist).where(t.servicelist.c.name == "test-factory")
+                ).first()
+            if row is not None and row.status == "running":
+                beats.add(row.tcheck)
+            return len(beats) >= 3
+
+        wait_for(beating, 60, "three heartbeats")
+        listed = subprocess.run([*cli, "factories"], env=env, capture_output=True, text=True, timeout=60)
+        [line] = [x for x in listed.stdout.splitlines() if x.startswith("test-factory")]
+        assert " running " in line and str(proc.pid) in line and "cycle " in line
+        assert requests.get(f"http://127.0.0.1:{settings.autopilot_log_port}/", timeout=10).status_code == 200
+
+        twin = subprocess.run([*cli, "--once", "--queue", "APLOCAL_IDLE"], env=env, capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+        assert twin.returncode == 1 and "factory test-factory is already running" in twin.stderr
+
+        told = subprocess.run([*cli, "tell", "test-factory", "stop"], env=env, capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+        assert told.returncode == 0 and "asked test-factory to stop" in told.stdout
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(t.servicelist).where(t.servicelist.c.name == "test-factory")).one()
+    assert (row.status, row.message, row.doaction) == ("stopped", "stopped by an operator", None)
+    assert pilots(engine) == {}
+    nobody = subprocess.run([*cli, "tell", "test-factory", "stop"], env=env, capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert nobody.returncode == 1 and "no running factory named test-factory" in nobody.stderr
