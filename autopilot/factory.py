@@ -25,7 +25,7 @@ from autopilot import pandaview, pilotcode, tracking
 from autopilot.policy import Decision, QueueView, capped, decide
 from autopilot.proxy import proxy_problem
 from autopilot.submitters import make_submitter
-from autopilot.submitters.base import BatchCommandError, PilotBatch, SubmitError, Submitter
+from autopilot.submitters.base import BatchCommandError, PilotBatch, SubmitError, Submitter, queue_environ
 from panda_server.settings import ROOT, Settings
 from schedconfig.model import QueueSpec
 from schedconfig.sync import read_queues
@@ -237,14 +237,3 @@ class Factory:
                 shutil.rmtree(d, ignore_errors=True)
                 removed += 1
         return removed
-
-
-def queue_environ(q: QueueSpec) -> dict[str, str]:
-    """The queue's `environ` ("k=v k2='v 2'") as a mapping; a malformed entry is a ValueError."""
-    out = {}
-    for item in shlex.split(q.environ):
-        key, sep, value = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise ValueError(f"{q.nickname}: schedconfig environ entry {item!r} is not NAME=value")
-        out[key] = value
-    return out

@@ -58,7 +58,7 @@ def env() -> dict[str, str]:
     # `make run SUBMITTER=slurm` sets PANDA_AUTOPILOT_SUBMITTER and up() starts a local Slurm
     e.setdefault("PANDA_AUTOPILOT_INTERVAL", "10")
     e.setdefault("PANDA_AUTOPILOT_PILOT_WORKDIR", str(VAR / "pilots"))
-    if e.get("PANDA_AUTOPILOT_SUBMITTER") == "slurm":
+    if e.get("PANDA_AUTOPILOT_SUBMITTER") == "slurm" or (VAR / "slurm" / "slurm.conf").exists():
         e.setdefault("SLURM_CONF", str(VAR / "slurm" / "slurm.conf"))
     e["PATH"] = f"{Path(sys.executable).parent}:{e.get('PATH', '')}"
     return e
@@ -120,6 +120,9 @@ def up() -> None:
                                                                str(VAR / "pki")])  # fmt: skip
     step("migrations", [py, "-m", "panda_server.cli", "db", "upgrade"])
     step("schedconfig sync", [py, "-m", "schedconfig.cli", "sync"])
+    if env().get("PANDA_AUTOPILOT_SUBMITTER") == "slurm":  # pilots mostly wait on I/O: 6 slots on any machine
+        step("a private single-node Slurm in var/slurm (the factory's batch system)",
+             [py, "-m", "scripts.localslurm", "up", "--dir", str(VAR / "slurm"), "--cpus", "6"])  # fmt: skip
     print("==> services", flush=True)
     for name in SERVICES:
         start_service(name)
@@ -143,6 +146,11 @@ def down() -> None:
                 os.killpg(pid, signal.SIGKILL)
             print(f"stopped {pidfile.stem} (pid {pid})")
         pidfile.unlink()
+    if (VAR / "slurm" / "slurm.conf").exists():
+        from scripts import localslurm
+
+        for what in localslurm.stop(VAR / "slurm"):
+            print(f"stopped Slurm's {what}")
     from panda_server.db import localpg
 
     if (VAR / "pg" / "data" / "postmaster.pid").exists():

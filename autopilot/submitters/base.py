@@ -89,6 +89,18 @@ class PilotBatch:
         return {**self.environment, **own}
 
 
+def queue_environ(queue: QueueSpec) -> dict[str, str]:
+    """The queue's schedconfig `environ` ("k=v k2=v2"), read as the pilot reads it (split on
+    whitespace); an entry that is not NAME=value is a ValueError naming the queue."""
+    out = {}
+    for item in queue.environ.split():
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier() or not key.isascii():
+            raise ValueError(f"queue {queue.nickname}: schedconfig environ entry {item!r} is not NAME=value")
+        out[key] = value
+    return out
+
+
 class Submitter(Protocol):
     name: str
 

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from autopilot import logserver, pilotcode
-from autopilot.factory import queue_environ
 from autopilot.proxy import proxy_problem
+from autopilot.submitters.base import queue_environ
 from panda_server.db.localpg import free_port
 from schedconfig.model import QueueSpec
 
@@ -47,9 +47,9 @@ def test_proxy_problems(proxy_file, tmp_path):
 
 
 def test_queue_environ():
-    q = QueueSpec(nickname="Q", cloud="C", environ="A=1 B='two words' C=")
-    assert queue_environ(q) == {"A": "1", "B": "two words", "C": ""}
-    for bad in ("NOEQUALS", "1A=x", "A-B=x", "A='unbalanced"):
+    q = QueueSpec(nickname="Q", cloud="C", environ="A=1  B=x=y C=")  # split on whitespace, as the pilot does
+    assert queue_environ(q) == {"A": "1", "B": "x=y", "C": ""}
+    for bad in ("NOEQUALS", "1A=x", "A-B=x", "A='two words'"):
         with pytest.raises(ValueError):
             queue_environ(QueueSpec(nickname="Q", cloud="C", environ=bad))
 
