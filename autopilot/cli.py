@@ -33,7 +33,7 @@ from autopilot.factory import CycleReport, Factory
 from panda_server.db import tables as t
 from panda_server.db.engine import make_engine
 from panda_server.logs import configure_logging
-from panda_server.settings import Settings
+from panda_server.settings import Settings, mask_password
 
 log = logging.getLogger("panda.autopilot")
 COMMANDS = ("pilots", "factories", "tell", "cancel")
@@ -46,8 +46,30 @@ def utcnow() -> dt.datetime:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     settings = Settings.from_env()
-    if argv and argv[0] in COMMANDS:
-        return _command(argv, settings)
+    try:
+        if argv and argv[0] in COMMANDS:
+            return _command(argv, settings)
+        return _factory(argv, settings)
+    except sa.exc.OperationalError as exc:
+        print(f"panda-autopilot: cannot use the database {mask_password(settings.database_url)}: "
+              f"{str(exc.orig).strip().splitlines()[0] if exc.orig else exc}", file=sys.stderr)  # fmt: skip
+        return 1
+
+
+def _factory(argv: list[str], settings: Settings) -> int:
+    parser = factory_parser()
+    args = parser.parse_args(argv)
+    if args.cycles < 0:
+        parser.error("--cycles must be 0 or more")
+    configure_logging(settings.log_level)
+    engine = make_engine(settings.database_url, pool_size=2, max_overflow=2)
+    try:
+        return _run(settings, engine, args)
+    finally:
+        engine.dispose()
+
+
+def factory_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="panda-autopilot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--once", action="store_true", help="run one cycle and exit")
@@ -59,15 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--dry-run", action="store_true", help="decide and print, submit and record nothing")
     parser.add_argument("--no-log-server", action="store_true", help="do not serve the pilots' logs")
-    args = parser.parse_args(argv)
-    if args.cycles < 0:
-        parser.error("--cycles must be 0 or more")
-    configure_logging(settings.log_level)
-    engine = make_engine(settings.database_url, pool_size=2, max_overflow=2)
-    try:
-        return _run(settings, engine, args)
-    finally:
-        engine.dispose()
+    return parser
 
 
 def _run(settings: Settings, engine, args: argparse.Namespace) -> int:
@@ -159,7 +173,7 @@ def _command(argv: list[str], settings: Settings) -> int:
     )
     args = parser.parse_args(argv)
     if args.command == "cancel" and bool(args.tpid) == args.all:
-        parser.error("cancel: give pilots' tpids or --all, not both")
+        parser.error("cancel: give either pilots' tpids or --all")
     if getattr(args, "limit", 1) < 1 or getattr(args, "limit", 1) > 10000:
         parser.error("--limit must be between 1 and 10000")
     engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)

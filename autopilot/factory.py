@@ -211,11 +211,21 @@ class Factory:
         else:
             env["PILOT_HOME"] = str(ROOT)
         env.update(queue_environ(q))
-        wrapper = Path(s.autopilot_wrapper) if s.autopilot_wrapper else WRAPPER
+        wrapper = Path(s.autopilot_wrapper) if s.autopilot_wrapper else self._packaged_wrapper()
         args = ("-q", q.nickname, "-w", s.url_ssl, "--", *shlex.split(s.autopilot_pilot_args))
         return PilotBatch(queue=q, name=name, count=n, log_dir=self.log_dir(now, q.nickname),
                           log_url=f"{s.autopilot_log_base}/{now:%Y-%m-%d}/{q.nickname}", executable=wrapper,
                           arguments=args, environment=env, proxy=s.autopilot_proxy_path)  # fmt: skip
+
+    def _packaged_wrapper(self) -> Path:
+        """wrapper.sh as installed; a copy with its execute bit when the install dropped it."""
+        if os.access(WRAPPER, os.X_OK):
+            return WRAPPER
+        copy = self.settings.autopilot_dir / "wrapper.sh"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(WRAPPER.read_bytes())
+        copy.chmod(0o755)
+        return copy
 
     def pilot_code(self) -> tuple[str, str]:
         """(URL, sha256) of the pilot tarball the log server serves; built once per factory process."""

@@ -225,3 +225,24 @@ def test_heartbeat_remote_stop_and_one_factory_per_name(grid, engine, db_url, tm
     nobody = subprocess.run([*cli, "tell", "test-factory", "stop"], env=env, capture_output=True, text=True,
                             timeout=60)  # fmt: skip
     assert nobody.returncode == 1 and "no running factory named test-factory" in nobody.stderr
+
+
+def test_clear_errors_for_bad_usage_and_an_unreachable_database(grid, engine, db_url, tmp_path):
+    settings = factory_settings(grid, db_url, tmp_path)
+    env = {**os.environ, **{k: str(v) for k, v in settings.describe().items()}}
+    cli = [sys.executable, "-m", "autopilot.cli"]
+
+    def run(*args, **extra):
+        return subprocess.run([*cli, *args], env={**env, **extra}, capture_output=True, text=True, timeout=60)
+
+    out = run("--once", "--queue", "NO_SUCH_QUEUE")
+    assert out.returncode == 2 and "no such queue in schedconfig: NO_SUCH_QUEUE" in out.stderr
+    assert run("--cycles", "-1").returncode == 2
+    assert run("cancel").returncode == 2 and "either pilots' tpids or --all" in run("cancel").stderr
+    out = run("cancel", "tp_nobody.0")
+    assert out.returncode == 1 and "unknown pilots: tp_nobody.0" in out.stderr
+    assert run("tell", "test-factory", "reboot").returncode == 2  # only known actions
+    down = "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/panda"
+    out = run("pilots", PANDA_DATABASE_URL=down)
+    assert out.returncode == 1 and "cannot use the database" in out.stderr and "s3cret" not in out.stderr
+    assert pilots(engine) == {}

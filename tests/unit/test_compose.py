@@ -200,6 +200,8 @@ def _parser_problems(argv: list[str]) -> str | None:
         from panda_server.cli import _parser as parser
     elif script == "panda-ca":
         from panda_server.ca import _parser as parser
+    elif script == "panda-autopilot":
+        from autopilot.cli import factory_parser as parser
     elif script == "panda-schedconfig":
         from schedconfig.cli import build_parser
 
