@@ -85,6 +85,10 @@ def factory_parser() -> argparse.ArgumentParser:
 
 
 def _run(settings: Settings, engine, args: argparse.Namespace) -> int:
+    problem = _settings_problem(settings)
+    if problem:
+        print(f"panda-autopilot: {problem}", file=sys.stderr)
+        return 2
     factory = Factory(settings, engine)
     with engine.connect() as conn:
         known = set(conn.execute(sa.select(t.schedconfig.c.nickname)).scalars())
@@ -92,52 +96,82 @@ def _run(settings: Settings, engine, args: argparse.Namespace) -> int:
     if unknown:
         print(f"panda-autopilot: no such queue in schedconfig: {', '.join(unknown)}", file=sys.stderr)
         return 2
-    cycles = 1 if args.once else args.cycles
     if args.dry_run:
         _print(factory.run_cycle(utcnow(), only=args.queue, dry_run=True))
         return 0
-    who = services.me(factory.name, url=settings.autopilot_log_base, config=" ".join(sys.argv),
-                      cyclesec=settings.autopilot_interval)  # fmt: skip
+    server = None
+    if not args.once and not args.no_log_server:  # first: a port in use fails before anything is registered
+        server = logserver.serve(factory.logs, settings.host, settings.autopilot_log_port)
     try:
+        who = services.me(factory.name, url=settings.autopilot_log_base, config=" ".join(sys.argv),
+                          cyclesec=settings.autopilot_interval)  # fmt: skip
         with engine.begin() as conn:
             services.register(conn, who, utcnow())
     except services.AlreadyRunning as exc:
         print(f"panda-autopilot: {exc}", file=sys.stderr)
         return 1
-    server = None
-    if not args.once and not args.no_log_server:
-        server = logserver.serve(factory.logs, settings.host, settings.autopilot_log_port)
+    finally:
+        if server is not None and sys.exc_info()[0] is not None:
+            server.shutdown()
+    try:
+        return _loop(factory, args, engine)
+    finally:
+        if server is not None:
+            server.shutdown()
+
+
+def _loop(factory: Factory, args: argparse.Namespace, engine) -> int:
+    """Cycle until stopped (signal, operator, cycle count); 1 if the last cycle failed."""
+    settings, cycles = factory.settings, 1 if args.once else args.cycles
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     log.info("factory %s starting: interval %.0fs, logs %s", factory.name, settings.autopilot_interval,
              settings.autopilot_log_base)  # fmt: skip
-    message = "stopped"
+    message, failed = "stopped", False
+    while not stop.is_set():
+        try:
+            report = factory.run_cycle(utcnow(), only=args.queue)
+            message, failed = report.summary(), any(q.error for q in report.queues) or bool(report.problem)
+            _print(report) if args.once else log.info("%s", message)  # noqa: B018 (a statement on purpose)
+        except Exception as exc:  # the DB or a batch system may be restarting: log, go on
+            log.exception("cycle %d failed", factory.cycle)
+            message, failed = f"cycle {factory.cycle} failed: {exc}", True
+            factory.cycle += 1
+        action = _beat(engine, factory, message)
+        if action in ("stop", "superseded"):
+            message = "stopped by an operator" if action == "stop" else message
+            log.info("stopping: %s", "an operator asked (doaction=stop)" if action == "stop" else
+                     "another factory of this name took over")  # fmt: skip
+            break
+        if cycles and factory.cycle >= cycles:
+            break
+        stop.wait(settings.autopilot_interval)
     try:
-        while not stop.is_set():
-            try:
-                report = factory.run_cycle(utcnow(), only=args.queue)
-                message = report.summary()
-                _print(report) if args.once else log.info("%s", message)
-            except Exception as exc:  # the DB or a batch system may be restarting: log, go on
-                log.exception("cycle %d failed", factory.cycle)
-                message = f"cycle {factory.cycle} failed: {exc}"
-                factory.cycle += 1
-            with engine.begin() as conn:
-                action = services.beat(conn, factory.name, message, utcnow())
-            if action == "stop":
-                log.info("stopping: an operator asked (doaction=stop)")
-                message = "stopped by an operator"
-                break
-            if cycles and factory.cycle >= cycles:
-                break
-            stop.wait(settings.autopilot_interval)
-    finally:
-        if server is not None:
-            server.shutdown()
         with engine.begin() as conn:
             services.stopped(conn, factory.name, message, utcnow())
-    return 0
+    except sa.exc.SQLAlchemyError as exc:
+        log.error("could not mark %s stopped: %s", factory.name, exc)
+    return 1 if failed else 0
+
+
+def _beat(engine, factory: Factory, message: str) -> str | None:
+    try:
+        with engine.begin() as conn:
+            return services.beat(conn, factory.name, message, utcnow())
+    except sa.exc.SQLAlchemyError as exc:  # the next cycle beats again
+        log.error("heartbeat failed: %s", exc)
+        return None
+
+
+def _settings_problem(s: Settings) -> str | None:
+    if s.autopilot_interval < 1:
+        return f"PANDA_AUTOPILOT_INTERVAL must be at least 1 s (is {s.autopilot_interval})"
+    if s.autopilot_max_per_cycle < 0 or s.autopilot_max_pilots < 0 or s.autopilot_lost_grace < 0:
+        return "PANDA_AUTOPILOT_MAX_PER_CYCLE, _MAX_PILOTS and _LOST_GRACE must not be negative"
+    if s.autopilot_log_days < 1:
+        return f"PANDA_AUTOPILOT_LOG_DAYS must be at least 1 (is {s.autopilot_log_days})"
+    return None
 
 
 def _print(report: CycleReport) -> None:

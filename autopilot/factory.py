@@ -33,6 +33,7 @@ from schedconfig.sync import read_queues
 log = logging.getLogger("panda.autopilot")
 
 WRAPPER = Path(__file__).resolve().parent / "wrapper.sh"
+UNASKABLE = 3600  # seconds a batch system may fail to answer before its pilots count as lost
 
 
 @dataclasses.dataclass
@@ -75,8 +76,9 @@ class Factory:
 
     def run_cycle(self, now: dt.datetime, *, only: Iterable[str] = (), dry_run: bool = False) -> CycleReport:
         only = set(only)
-        with self.engine.connect() as conn:
-            queues = [q for q in read_queues(conn) if not only or q.nickname in only]
+        with self.engine.connect() as conn:  # a broken row costs its queue, not the cycle
+            queues = [q for q in read_queues(conn, on_error=lambda e: log.error("queue skipped: %s", e))
+                      if not only or q.nickname in only]  # fmt: skip
         report = CycleReport(self.cycle, [])
         if not dry_run:
             report.changes = self.poll(now)
@@ -90,8 +92,8 @@ class Factory:
             report.problem = problem.text
         elif problem:
             log.warning("%s", problem.text)
-        with self.engine.connect() as conn:
-            mine = tracking.counts(conn, self.name)
+        with self.engine.connect() as conn:  # live pilots, and those ended in the last day (schedinstance)
+            mine = tracking.counts(conn, self.name, ended_since=now - dt.timedelta(days=1))
         room = self._factory_room(mine)
         for q in queues:
             qr = self._queue(
@@ -115,10 +117,14 @@ class Factory:
                          cycle=self.cycle)  # fmt: skip
         d = capped(decide(view), view, max_per_cycle=self.settings.autopilot_max_per_cycle, factory_room=room)
         qr = QueueReport(q.nickname, system, view, d)
-        if d.n > 0 and not dry_run:
-            self._submit(q, system, d.n, qr, now)
-        if not dry_run:
-            self._note(q, view, qr, now)
+        try:  # whatever goes wrong here costs this queue this cycle, not the others
+            if d.n > 0 and not dry_run:
+                self._submit(q, system, d.n, qr, now)
+            if not dry_run:
+                self._note(q, view, qr, pilots, now)
+        except Exception as exc:
+            log.exception("%s: cycle step failed", q.nickname)
+            qr.error = qr.error or f"{type(exc).__name__}: {exc}"
         log.info("%s (%s): %d pilots: %s%s", q.nickname, system, len(qr.submitted), d.reason,
                  f"; error: {qr.error}" if qr.error else "")  # fmt: skip
         return qr
@@ -130,25 +136,33 @@ class Factory:
         except (ValueError, OSError) as exc:
             qr.error = str(exc)
             return
+        # recorded before they go in: pilots the batch system got are never untracked, even if
+        # this process dies right after; the rows get their batch ids once the submitter answers
+        with self.engine.begin() as conn:
+            tracking.record(conn, batch, factory=self.name, system=system, submithost=socket.gethostname(),
+                            user=getpass.getuser(), now=now)  # fmt: skip
         try:
             qr.submitted = submitter.submit(batch)
-        except (SubmitError, BatchCommandError, ValueError) as exc:
+        except (SubmitError, BatchCommandError, ValueError, OSError) as exc:
             qr.submitted, qr.error = list(getattr(exc, "submitted", [])), str(exc)
         with self.engine.begin() as conn:
-            tracking.record(conn, batch, qr.submitted, factory=self.name, system=system,
-                            submithost=socket.gethostname(), user=getpass.getuser(), now=now)  # fmt: skip
+            tracking.confirm(conn, batch, qr.submitted)
 
-    def _note(self, q: QueueSpec, view: QueueView, qr: QueueReport, now: dt.datetime) -> None:
+    def _note(
+        self, q: QueueSpec, view: QueueView, qr: QueueReport, ended: dict[str, int], now: dt.datetime
+    ) -> None:
         reason = qr.decision.reason + (f"; error: {qr.error}" if qr.error else "")
         with self.engine.begin() as conn:
             tracking.note_queue(conn, self.name, q.nickname, {
                 "pandasite": q.siteid, "nqueue": len(qr.submitted), "nqueued": view.inactive, "nrunning": view.active,
-                "njobs": view.activated, "errinfo": reason}, now)  # fmt: skip
+                "ndone": ended.get("done", 0), "nfailed": ended.get("failed", 0),
+                "naborted": ended.get("lost", 0), "njobs": view.activated, "errinfo": reason}, now)  # fmt: skip
 
     def _factory_room(self, mine: dict[str, dict[str, int]]) -> int | None:
         if not self.settings.autopilot_max_pilots:
             return None
-        return self.settings.autopilot_max_pilots - sum(sum(states.values()) for states in mine.values())
+        live = sum(n for states in mine.values() for state, n in states.items() if state in tracking.LIVE)
+        return self.settings.autopilot_max_pilots - live
 
     # ---------------------------------------------------------------- following the pilots
 
@@ -160,9 +174,10 @@ class Factory:
         for system in sorted({r.system for r in rows}):
             mine = [r for r in rows if r.system == system]
             try:
-                seen = self.submitter(system).status([r.jobid for r in mine])
-            except (BatchCommandError, ValueError) as exc:
+                seen = self.submitter(system).status([r.jobid for r in mine if r.jobid])
+            except (BatchCommandError, ValueError, OSError) as exc:
                 log.error("cannot ask %s about %d pilots: %s", system, len(mine), exc)
+                changes += self._unaskable(mine, system, str(exc), now)
                 continue
             with self.engine.begin() as conn:
                 for r in mine:
@@ -176,6 +191,17 @@ class Factory:
                 tracking.checked(conn, [r.tpid for r in mine], now)
         with self.engine.begin() as conn:
             tracking.link_jobs(conn, self.name, since=now - dt.timedelta(days=1))
+        return changes
+
+    def _unaskable(self, rows: list, system: str, why: str, now: dt.datetime) -> int:
+        """Pilots whose batch system has not answered for UNASKABLE seconds are lost: they must not
+        hold their queue's counts (nqueue, pilotlimit) for ever."""
+        changes = 0
+        with self.engine.begin() as conn:
+            for r in rows:
+                if (now - (r.tcheck or r.tsubmit)).total_seconds() > UNASKABLE:
+                    info = f"{system} could not be asked for {UNASKABLE // 60} min: {why}"
+                    changes += tracking.change(conn, r, tracking.Change("lost", None, info), now)
         return changes
 
     def _reported_exit(self, row) -> int | None:
@@ -200,7 +226,7 @@ class Factory:
         s = self.settings
         self._batches += 1
         name = f"tp_{socket.gethostname().split('.')[0]}_{os.getpid()}_{now:%Y%m%d-%H%M%S}_{self._batches}"
-        env = {"PANDA_JSID": self.name, "APFFID": self.name, "FACTORYQUEUE": q.nickname,
+        env = {**queue_environ(q), "PANDA_JSID": self.name, "APFFID": self.name, "FACTORYQUEUE": q.nickname,
                "FACTORYUSER": getpass.getuser(), "X509_USER_PROXY": str(s.autopilot_proxy_path),
                "X509_CERT_DIR": str(s.ca_dir), "PILOT_PYTHON": s.autopilot_pilot_python or sys.executable}  # fmt: skip
         if s.autopilot_pilot_workdir:
@@ -210,7 +236,6 @@ class Factory:
             env.update(PILOT_CODE_URL=url, PILOT_CODE_SHA256=sha)
         else:
             env["PILOT_HOME"] = str(ROOT)
-        env.update(queue_environ(q))
         wrapper = Path(s.autopilot_wrapper) if s.autopilot_wrapper else self._packaged_wrapper()
         args = ("-q", q.nickname, "-w", s.url_ssl, "--", *shlex.split(s.autopilot_pilot_args))
         return PilotBatch(queue=q, name=name, count=n, log_dir=self.log_dir(now, q.nickname),
@@ -218,13 +243,17 @@ class Factory:
                           arguments=args, environment=env, proxy=s.autopilot_proxy_path)  # fmt: skip
 
     def _packaged_wrapper(self) -> Path:
-        """wrapper.sh as installed; a copy with its execute bit when the install dropped it."""
+        """wrapper.sh as installed; a copy with its execute bit when the install dropped it (made
+        once per process and renamed into place, so no starting wrapper reads a half-written one)."""
         if os.access(WRAPPER, os.X_OK):
             return WRAPPER
-        copy = self.settings.autopilot_dir / "wrapper.sh"
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        copy.write_bytes(WRAPPER.read_bytes())
-        copy.chmod(0o755)
+        copy = self.settings.autopilot_dir / f"wrapper-{os.getpid()}.sh"
+        if not copy.exists():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            tmp = copy.with_suffix(".tmp")
+            tmp.write_bytes(WRAPPER.read_bytes())
+            tmp.chmod(0o755)
+            os.replace(tmp, copy)
         return copy
 
     def pilot_code(self) -> tuple[str, str]:
@@ -238,6 +267,10 @@ class Factory:
         """Remove the dated log directories older than autopilot_log_days."""
         removed = 0
         cutoff = (now - dt.timedelta(days=self.settings.autopilot_log_days)).date()
+        with self.engine.connect() as conn:  # never the logs of a pilot that still runs
+            oldest = tracking.oldest_live(conn, self.name)
+        if oldest is not None:
+            cutoff = min(cutoff, oldest.date())
         for d in self.logs.glob("????-??-??") if self.logs.is_dir() else []:
             try:
                 day = dt.date.fromisoformat(d.name)

@@ -25,13 +25,18 @@ class PandaState:
 def fetch(url: str, *, timeout: float = 30) -> PandaState:
     session = PandaSession(url=url, url_ssl=url, proxy=None, ca=None, timeout=timeout)
     try:
-        jobs = session.legacy("getJobStatisticsPerSite", {}, secure=False, as_json=True)
-        clouds = session.legacy("getCloudSpecs", {}, secure=False, as_json=True)
-    except (TransportError, ValueError) as exc:
+        jobs = _jobs(session.legacy("getJobStatisticsPerSite", {}, secure=False, as_json=True))
+        clouds = _clouds(session.legacy("getCloudSpecs", {}, secure=False, as_json=True))
+    except (
+        TransportError,
+        ValueError,
+        TypeError,
+        AttributeError,
+    ) as exc:  # unreachable, or not the documents
         raise PandaUnavailable(str(exc)) from exc
     finally:
         session.close()
-    return PandaState(jobs=_jobs(jobs), clouds=_clouds(clouds))
+    return PandaState(jobs=jobs, clouds=clouds)
 
 
 def _jobs(doc: Any) -> dict[str, dict[str, int]]:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from panda_server.db import tables as t
 
 ACTIONS = ("stop",)
+_LOCK = 25881  # the advisory-lock class of factory registrations
 STALE_CYCLES = 3  # a factory silent for this many cycles is shown as stale
 
 
@@ -44,8 +45,12 @@ def me(name: str, *, url: str, config: str, cyclesec: float) -> Me:
 
 def register(conn: Connection, who: Me, now: dt.datetime) -> None:
     s = t.servicelist
+    conn.execute(
+        sa.select(sa.func.pg_advisory_xact_lock(_LOCK, sa.func.hashtext(who.name)))
+    )  # first starts too
     row = conn.execute(sa.select(s).where(s.c.name == who.name).with_for_update()).first()
-    if row is not None and row.status == "running" and _alive(row, now) and row.pid != who.pid:
+    gone = row is not None and row.host == who.host and not _pid_alive(row.pid)  # crashed here: take over
+    if row is not None and row.status == "running" and _alive(row, now) and row.pid != who.pid and not gone:
         raise AlreadyRunning(f"factory {who.name} is already running (pid {row.pid} on {row.host}, last heartbeat "
                              f"{row.tcheck:%Y-%m-%d %H:%M:%S} UTC); stop it or set PANDA_AUTOPILOT_FACTORY")  # fmt: skip
     values = dict(type="autopilot", host=who.host, pid=who.pid, userid=who.userid, url=who.url, config=who.config,
@@ -58,13 +63,18 @@ def register(conn: Connection, who: Me, now: dt.datetime) -> None:
 
 
 def beat(conn: Connection, name: str, message: str, now: dt.datetime) -> str | None:
-    """The heartbeat; returns (and clears) an operator's pending action."""
+    """The heartbeat; returns (and clears) an operator's pending action, or "superseded" when the
+    row is no longer this process's (another factory of this name took over while it was silent)."""
     s = t.servicelist
-    action = conn.execute(sa.select(s.c.doaction).where(s.c.name == name).with_for_update()).scalar()
+    row = conn.execute(
+        sa.select(s.c.doaction, s.c.pid, s.c.host).where(s.c.name == name).with_for_update()
+    ).first()
+    if row is None or (row.pid, row.host) != (os.getpid(), socket.gethostname()):
+        return "superseded"
     conn.execute(
         sa.update(s).where(s.c.name == name).values(tcheck=now, message=message[:2000], doaction=None)
     )
-    return action
+    return row.doaction
 
 
 def stopped(conn: Connection, name: str, message: str, now: dt.datetime) -> None:
@@ -89,6 +99,18 @@ def listing(conn: Connection, now: dt.datetime) -> list[dict]:
         state = row.status if row.status != "running" or _alive(row, now) else "stale"
         out.append({**row._asdict(), "state": state})
     return out
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _alive(row: sa.Row, now: dt.datetime) -> bool:

@@ -70,16 +70,31 @@ def _ended(code: int, node: str | None) -> Change:
 # ---------------------------------------------------------------- rows
 
 
-def record(conn: Connection, batch: PilotBatch, ids: Sequence[str], *, factory: str, system: str,
-           submithost: str, user: str, now: dt.datetime) -> None:  # fmt: skip
-    """One `submitted` row per pilot that went into the batch system (ids in pilot order)."""
-    if not ids:
-        return
-    rows = [dict(tpid=batch.tpid(i), jobid=batch_id, factory=factory, nickname=batch.queue.nickname,
+def record(conn: Connection, batch: PilotBatch, *, factory: str, system: str, submithost: str, user: str,
+           now: dt.datetime) -> None:  # fmt: skip
+    """One `submitted` row per pilot of the batch, before it is submitted (batch id still empty)."""
+    rows = [dict(tpid=batch.tpid(i), jobid="", factory=factory, nickname=batch.queue.nickname,
                  queueid=batch.queue.siteid, system=system, state="submitted", url=batch.pilot_log_url(i),
                  submithost=submithost, user=user, tsubmit=now, tstate=now)
-            for i, batch_id in enumerate(ids)]  # fmt: skip
+            for i in range(batch.count)]  # fmt: skip
     conn.execute(sa.insert(t.pilotqueue), rows)
+
+
+def confirm(conn: Connection, batch: PilotBatch, ids: Sequence[str]) -> None:
+    """The batch ids of the pilots that went in (in pilot order); the rows of the others go."""
+    p = t.pilotqueue
+    for i, batch_id in enumerate(ids):
+        conn.execute(sa.update(p).where(p.c.tpid == batch.tpid(i)).values(jobid=batch_id))
+    others = [batch.tpid(i) for i in range(len(ids), batch.count)]
+    if others:
+        conn.execute(sa.delete(p).where(p.c.tpid.in_(others), p.c.jobid == ""))
+
+
+def oldest_live(conn: Connection, factory: str) -> dt.datetime | None:
+    p = t.pilotqueue
+    return conn.execute(
+        sa.select(sa.func.min(p.c.tsubmit)).where(p.c.factory == factory, p.c.state.in_(LIVE))
+    ).scalar()
 
 
 def live(conn: Connection, factory: str) -> list[sa.Row]:
@@ -113,10 +128,15 @@ def checked(conn: Connection, tpids: Sequence[str], now: dt.datetime) -> None:
         conn.execute(sa.update(t.pilotqueue).where(t.pilotqueue.c.tpid.in_(tpids)).values(tcheck=now))
 
 
-def counts(conn: Connection, factory: str) -> dict[str, dict[str, int]]:
-    """{queue: {state: n}} of this factory's live pilots."""
+def counts(
+    conn: Connection, factory: str, *, ended_since: dt.datetime | None = None
+) -> dict[str, dict[str, int]]:
+    """{queue: {state: n}} of this factory's live pilots, and of those ended since `ended_since`."""
     p = t.pilotqueue
-    query = (sa.select(p.c.nickname, p.c.state, sa.func.count()).where(p.c.factory == factory, p.c.state.in_(LIVE))
+    wanted = p.c.state.in_(LIVE)
+    if ended_since is not None:
+        wanted = sa.or_(wanted, sa.and_(p.c.state.in_(ENDED), p.c.tend >= ended_since))
+    query = (sa.select(p.c.nickname, p.c.state, sa.func.count()).where(p.c.factory == factory, wanted)
              .group_by(p.c.nickname, p.c.state))  # fmt: skip
     out: dict[str, dict[str, int]] = {}
     for nickname, state, n in conn.execute(query):

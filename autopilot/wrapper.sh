@@ -43,6 +43,18 @@ report() {  # the exit code, where the factory and people look for it
 }
 fail() { report "$1" "$2"; exit "$1"; }
 
+PILOT="" SIGNALLED=""
+on_term() {  # a TERM from the batch system (scancel, condor_rm, the local submitter's cancel)
+  SIGNALLED=1
+  if [ -n "$PILOT" ]; then
+    say "signal: passing TERM to the pilot"
+    kill -TERM "$PILOT" 2>/dev/null
+  else
+    fail 143 "terminated before the pilot started"
+  fi
+}
+trap on_term TERM INT
+
 say "PanDA-WMS pilot wrapper for queue $QUEUE, server $URL"
 say "pilot ${PANDA_TPID:-?} of factory ${PANDA_JSID:-?} on $(hostname) as $(id -un), pid $$, log ${GTAG:-?}"
 
@@ -87,7 +99,7 @@ else
   say "pilot code in $CODE"
 fi
 
-# ---- 4. the pilot, in the foreground; a TERM from the batch system (scancel, condor_rm) goes on to it
+# ---- 4. the pilot, waited for; a TERM goes on to it (on_term above)
 unset https_proxy HTTPS_PROXY http_proxy HTTP_PROXY
 cd "$WORK" || fail 91 "cannot enter $WORK"  # also keeps `python -m pilot` from finding a pilot in the old cwd
 export PYTHONPATH="$CODE${PYTHONPATH:+:$PYTHONPATH}"
@@ -97,13 +109,16 @@ ARGS=(-m pilot -q "$QUEUE" --url "$URL" -a "$WORK")
 say "running: $PY ${ARGS[*]} $*"
 "$PY" "${ARGS[@]}" "$@" &
 PILOT=$!
-trap 'say "signal: passing TERM to the pilot"; kill -TERM $PILOT 2>/dev/null' TERM INT
-wait $PILOT
+wait "$PILOT"
 RC=$?
-while kill -0 $PILOT 2>/dev/null; do  # wait returned early for the signal: wait for the pilot itself
-  wait $PILOT
+if [ -n "$SIGNALLED" ]; then  # wait returned early for the signal: the pilot's own code comes next
+  wait "$PILOT"
   RC=$?
-done
+  while kill -0 "$PILOT" 2>/dev/null; do  # another signal interrupted that wait too
+    wait "$PILOT"
+    RC=$?
+  done
+fi
 
 # ---- 5. the end
 report "$RC"

@@ -7,7 +7,7 @@ are set offline, never deleted, because job rows keep referring to them (computi
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
 from panda_server.db.tables import cloudconfig, schedconfig
-from schedconfig.model import CloudSpec, QueueSpec
+from schedconfig.model import CloudSpec, ConfigError, QueueSpec
 
 MODUSER = "panda-schedconfig"
 
@@ -82,15 +82,25 @@ def _offline_queues(conn: Connection, keep: set[str], now: dt.datetime) -> int:
     return len(gone)
 
 
-def read_queues(conn: Connection) -> list[QueueSpec]:
-    """Every queue in the DB, from `data`; the `status` column wins (operators set it directly)."""
+def read_queues(
+    conn: Connection, *, on_error: Callable[[ConfigError], None] | None = None
+) -> list[QueueSpec]:
+    """Every queue in the DB, from `data`; the `status` column wins (operators set it directly).
+    A row that is not a valid queue raises ConfigError, or, given `on_error`, is passed to it and left out."""
     rows = conn.execute(
         sa.select(schedconfig.c.nickname, schedconfig.c.status, schedconfig.c.data).order_by(
             schedconfig.c.nickname
         )
     ).all()
-    return [QueueSpec.from_dict({**data, "status": status}, source=f"schedconfig row {nickname}")
-            for nickname, status, data in rows]  # fmt: skip
+    out = []
+    for nickname, status, data in rows:
+        try:
+            out.append(QueueSpec.from_dict({**data, "status": status}, source=f"schedconfig row {nickname}"))
+        except ConfigError as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+    return out
 
 
 def read_clouds(conn: Connection) -> list[CloudSpec]:

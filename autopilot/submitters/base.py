@@ -89,6 +89,11 @@ class PilotBatch:
         return {**self.environment, **own}
 
 
+# what the factory and the wrapper set: a queue's environ may not (it would redirect the pilot
+# code, its credentials or its tracking ids)
+RESERVED_PREFIXES = ("PANDA_", "PILOT_", "X509_", "APF", "FACTORY")
+
+
 def queue_environ(queue: QueueSpec) -> dict[str, str]:
     """The queue's schedconfig `environ` ("k=v k2=v2"), read as the pilot reads it (split on
     whitespace); an entry that is not NAME=value is a ValueError naming the queue."""
@@ -97,6 +102,8 @@ def queue_environ(queue: QueueSpec) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier() or not key.isascii():
             raise ValueError(f"queue {queue.nickname}: schedconfig environ entry {item!r} is not NAME=value")
+        if key.startswith(RESERVED_PREFIXES) or key in ("GTAG", "PATH"):
+            raise ValueError(f"queue {queue.nickname}: schedconfig environ may not set {key} (the factory's)")
         out[key] = value
     return out
 

@@ -63,8 +63,12 @@ _SAME = {"universe": "jobuniverse", "executable": "cmd", "arguments": "args", "e
          "transfer_executable": "transferexecutable", "transferoutput": "transfer_output_files",
          "x509userproxy": "use_x509userproxy"}  # fmt: skip
 # The pilot's identity and credentials: never from jdladd, nor as +remote_<name> for the CE side
+# what jdladd may not set: the pilot's identity and credentials, and the files that travel (a
+# transfer_input_files line could ship the factory host's keys to the CE)
 _PROTECTED = ("universe", "executable", "transfer_executable", "arguments", "environment", "getenv",
-              "x509userproxy", "grid_resource", "output", "error", "log", "queue")  # fmt: skip
+              "x509userproxy", "grid_resource", "output", "error", "log", "queue", "input",
+              "transfer_input_files", "transfer_output_files", "transfer_output_remaps", "initialdir",
+              "output_destination", "use_x509userproxy", "scitokens_file")  # fmt: skip
 
 
 def render(batch: PilotBatch) -> str:

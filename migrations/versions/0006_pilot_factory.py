@@ -58,12 +58,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name", "nickname", name="pk_schedinstance"),
     )  # fmt: skip
     for table in ("jobsactive4", "jobsarchived4"):
-        op.execute(f"""CREATE INDEX ix_{table}_pilot ON {table} (split_part("pilotID", '|', 1))""")
+        op.create_index(f"ix_{table}_pilot", table, [sa.text("""split_part("pilotID", '|', 1)""")])
 
 
 def downgrade() -> None:
     for table in ("jobsactive4", "jobsarchived4"):
-        op.execute(f"DROP INDEX ix_{table}_pilot")
+        op.drop_index(f"ix_{table}_pilot", table_name=table)
     op.drop_table("schedinstance")
     op.drop_table("servicelist")
     op.drop_table("pilotqueue")

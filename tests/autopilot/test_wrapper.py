@@ -25,7 +25,7 @@ from panda_server.db.localpg import free_port
 STAND_IN = """import json, os, signal, sys, time
 def term(*_):
     open(os.environ["MARK"], "w").write("TERM")
-    sys.exit(143)
+    sys.exit(int(os.environ.get("TERM_RC", "143")))
 signal.signal(signal.SIGTERM, term)
 json.dump({"argv": sys.argv[1:], "cwd": os.getcwd(), "jsid": os.environ.get("PANDA_JSID"),
            "https_proxy": os.environ.get("https_proxy")}, open(os.environ["MARK"] + ".json", "w"))
@@ -149,7 +149,7 @@ def test_fetches_the_pilot_code_and_checks_its_checksum(worker):
 
 def test_a_term_from_the_batch_system_reaches_the_pilot(worker):
     tmp, env = worker
-    proc = subprocess.Popen([str(WRAPPER), "-q", "Q", "-w", "https://s"], env={**env, "SLEEP": "60"},
+    proc = subprocess.Popen([str(WRAPPER), "-q", "Q", "-w", "https://s"], env={**env, "SLEEP": "60", "TERM_RC": "7"},
                             stdout=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 30
@@ -162,5 +162,24 @@ def test_a_term_from_the_batch_system_reaches_the_pilot(worker):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert (tmp / "mark").read_text() == "TERM"
-    assert proc.returncode == 143 and "passing TERM to the pilot" in out
-    assert (tmp / "pilot.rc").read_text() == "143\n"
+    assert proc.returncode == 7 and "passing TERM to the pilot" in out  # the pilot's own exit code
+    assert (tmp / "pilot.rc").read_text() == "7\n"
+
+
+def test_a_term_before_the_pilot_starts_ends_the_wrapper(worker):
+    tmp, env = worker
+    slow = tmp / "slowpython"  # the python check is where the wrapper is when the TERM comes (bash
+    # runs the trap once that check returns)
+    slow.write_text(f'#!/bin/bash\nsleep 3\nexec {sys.executable} "$@"\n')
+    slow.chmod(0o755)
+    proc = subprocess.Popen([str(WRAPPER), "-q", "Q", "-w", "https://s"], env={**env, "PILOT_PYTHON": str(slow)},
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        time.sleep(1)
+        os.kill(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143 and "terminated before the pilot started" in out
+    assert not (tmp / "mark.json").exists()

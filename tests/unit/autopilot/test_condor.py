@@ -328,6 +328,9 @@ def test_classad_strings_are_quoted_as_htcondor_quotes_them():
         ('MY.UserLog = "/tmp/l"', "identity or credential"),
         ("transfer_executable = false", "identity or credential"),
         ("queue = 5", "a queue statement"),  # HTCondor's parser reads it as `queue` with "= 5"
+        ("transfer_input_files = /etc/grid-security/hostkey.pem", "identity or credential"),
+        ("+remote_initialdir = /", "identity or credential"),
+        ("input = /pki/private/cakey.pem", "identity or credential"),
         ('+APF_QUEUE = "OTHER"', "already set by the factory"),
         ('+MATCH_APF_QUEUE = "OTHER"', "already set by the factory"),
         ('+PANDA_TPID = "x"', "already set by the factory"),
@@ -336,7 +339,7 @@ def test_classad_strings_are_quoted_as_htcondor_quotes_them():
         ("request_memory = 99999", "already set by the factory"),
         ("+RequestMemory = 99999", "already set by the factory"),
         ("notification = Always", "already set by the factory"),
-        ("transfer_output_files = workdir", "already set by the factory"),
+        ("transfer_output_files = workdir", "identity or credential"),
         ("+foo =", "has no value"),
         ('+foo = "a" \\', "ends with a backslash"),
         ('+foo = "$ENV(PANDA_AUTH_TOKEN)"', "uses $ENV()"),

@@ -86,5 +86,10 @@ def test_log_server_serves_logs_as_text_and_nothing_else(tmp_path):
         assert requests.post(f"{base}/2026-11-25/Q/tp_x.0.out", data="x", timeout=10).status_code == 501
         assert requests.put(f"{base}/2026-11-25/Q/new.out", data="x", timeout=10).status_code == 501
         assert not (logs / "2026-11-25" / "Q" / "new.out").exists()
+        (logs / "2026-11-25" / "Q" / "tp_x.0.sh").write_text("export SECRET=1")  # job scripts are not served
+        assert requests.get(f"{base}/2026-11-25/Q/tp_x.0.sh", timeout=10).status_code == 404
+        (logs / "escape.out").symlink_to(tmp_path / "secret.txt")  # a link out of the directory leads nowhere
+        assert requests.get(f"{base}/escape.out", timeout=10).status_code == 404
+        assert requests.get(f"{base}/2026-11-25/Q/", timeout=10).status_code == 200  # listings stay
     finally:
         server.shutdown()
