@@ -1,4 +1,4 @@
-# PanDA-WMS server image: panda-server, panda-daemon, panda-ca, panda-schedconfig and gunicorn.
+# PanDA-WMS server image: panda-server, panda-daemon, panda-ca, panda-schedconfig, panda-autopilot and gunicorn.
 # One image for every service of docker-compose.yml; the command picks the role.
 # No secrets are baked in: the PKI is minted at run time into a volume (service `pki`) and the
 # database password comes from the environment.
@@ -31,15 +31,16 @@ COPY docker/help.sh /usr/local/bin/panda-help
 RUN chmod 0755 /usr/local/bin/panda-healthcheck /usr/local/bin/panda-help \
  && groupadd --system --gid 10001 panda \
  && useradd --system --uid 10001 --gid panda --home-dir /var/lib/panda --shell /usr/sbin/nologin panda \
- && mkdir -p /pki /var/lib/panda/cache /var/lib/panda/storage \
+ && mkdir -p /pki /var/lib/panda/cache /var/lib/panda/storage /var/lib/panda/autopilot \
  && chown -R panda:panda /pki /var/lib/panda
 
 # Paths inside the container (the package defaults point into a source checkout's var/)
 ENV PANDA_PKI_DIR=/pki \
     PANDA_CACHE_DIR=/var/lib/panda/cache \
-    PANDA_STORAGE_ROOT=/var/lib/panda/storage
+    PANDA_STORAGE_ROOT=/var/lib/panda/storage \
+    PANDA_AUTOPILOT_DIR=/var/lib/panda/autopilot
 
 USER panda
 WORKDIR /var/lib/panda
-EXPOSE 25443 25080
+EXPOSE 25443 25080 25881
 CMD ["panda-help"]
