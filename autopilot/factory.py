@@ -97,7 +97,7 @@ class Factory:
         room = self._factory_room(mine)
         for q in queues:
             qr = self._queue(
-                q, panda, mine.get(q.nickname, {}), room, now, dry_run=dry_run or bool(report.problem)
+                q, panda, mine.get(q.nickname, {}), room, now, dry_run=dry_run, hold=report.problem
             )
             room = None if room is None else room - len(qr.submitted)
             report.queues.append(qr)
@@ -105,7 +105,8 @@ class Factory:
         return report
 
     def _queue(self, q: QueueSpec, panda: pandaview.PandaState | None, pilots: dict[str, int], room: int | None,
-               now: dt.datetime, *, dry_run: bool) -> QueueReport:  # fmt: skip
+               now: dt.datetime, *, dry_run: bool, hold: str = "") -> QueueReport:  # fmt: skip
+        """One queue's decision, carried out unless dry_run or `hold` (why nothing may be submitted)."""
         system = self.settings.autopilot_submitter or q.system
         if panda is None:
             return QueueReport(q.nickname, system, None, Decision(0, "server not asked"))
@@ -118,7 +119,9 @@ class Factory:
         d = capped(decide(view), view, max_per_cycle=self.settings.autopilot_max_per_cycle, factory_room=room)
         qr = QueueReport(q.nickname, system, view, d)
         try:  # whatever goes wrong here costs this queue this cycle, not the others
-            if d.n > 0 and not dry_run:
+            if d.n > 0 and hold:
+                qr.error = f"not submitted: {hold}"
+            elif d.n > 0 and not dry_run:
                 self._submit(q, system, d.n, qr, now)
             if not dry_run:
                 self._note(q, view, qr, pilots, now)

@@ -163,3 +163,16 @@ def test_schedinstance_counts_the_days_ended_pilots(grid, engine, db_url, tmp_pa
             sa.select(t.schedinstance).where(t.schedinstance.c.nickname == "APFAIL_CNT")
         ).one()
     assert (inst.ndone, inst.nfailed, inst.naborted, inst.nrunning, inst.nqueue) == (2, 1, 1, 1, 0)
+
+
+def test_no_pilot_goes_out_with_an_unusable_proxy_and_the_queue_says_why(grid, engine, db_url, tmp_path):
+    add_queue(engine, "APFAIL_PROXY", siteid="APFAIL_PROXY", nqueue=2, system="local")
+    insert_activated(engine, shell_job("APFAIL_PROXY", "echo x"))
+    settings = factory_settings(grid, db_url, tmp_path, autopilot_pilot_proxy=str(tmp_path / "gone.proxy"))
+    report = Factory(settings, engine).run_cycle(utcnow(), only=["APFAIL_PROXY"])
+    [qr] = report.queues
+    assert qr.decision.n == 2 and qr.submitted == [] and "gone.proxy unreadable" in report.problem
+    assert pilots(engine) == {}
+    with engine.connect() as conn:
+        inst = conn.execute(sa.select(t.schedinstance).where(t.schedinstance.c.nickname == "APFAIL_PROXY")).one()
+    assert "not submitted: pilot proxy" in inst.errinfo and inst.nqueue == 0
