@@ -174,5 +174,7 @@ def test_no_pilot_goes_out_with_an_unusable_proxy_and_the_queue_says_why(grid, e
     assert qr.decision.n == 2 and qr.submitted == [] and "gone.proxy unreadable" in report.problem
     assert pilots(engine) == {}
     with engine.connect() as conn:
-        inst = conn.execute(sa.select(t.schedinstance).where(t.schedinstance.c.nickname == "APFAIL_PROXY")).one()
+        inst = conn.execute(
+            sa.select(t.schedinstance).where(t.schedinstance.c.nickname == "APFAIL_PROXY")
+        ).one()
     assert "not submitted: pilot proxy" in inst.errinfo and inst.nqueue == 0
