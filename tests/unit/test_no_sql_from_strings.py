@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ["panda_server", "schedconfig", "client", "migrations", "autopilot"]  # code that handles requests and input
+PACKAGES = [
+    "panda_server",
+    "schedconfig",
+    "client",
+    "migrations",
+    "autopilot",
+]  # code that handles requests and input
 SQL_CALLS = {"execute", "exec_driver_sql", "fetch", "text", "executemany"}
 
 
