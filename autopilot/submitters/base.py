@@ -89,6 +89,9 @@ class PilotBatch:
         return {**self.environment, **own}
 
 
+# the variables a pilot starts with before its own (nothing of the factory's environment)
+BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
 # what the factory and the wrapper set: a queue's environ may not (it would redirect the pilot
 # code, its credentials or its tracking ids)
 RESERVED_PREFIXES = ("PANDA_", "PILOT_", "X509_", "APF", "FACTORY")

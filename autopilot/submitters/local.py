@@ -15,11 +15,9 @@ import signal
 import subprocess
 from collections.abc import Sequence
 
-from autopilot.submitters.base import BatchState, BatchStatus, PilotBatch, SubmitError
+from autopilot.submitters.base import BASE_ENV, BatchState, BatchStatus, PilotBatch, SubmitError
 
 log = logging.getLogger("panda.autopilot")
-
-BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
 class LocalSubmitter:

@@ -27,6 +27,7 @@ from typing import Any
 
 from autopilot.submitters import commands
 from autopilot.submitters.base import (
+    BASE_ENV,
     BatchCommandError,
     BatchState,
     BatchStatus,
@@ -38,7 +39,6 @@ from autopilot.submitters.commands import Runner
 
 log = logging.getLogger("panda.autopilot")
 
-BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 KEEP_ENV = ("SLURM_*", "SLURMD_NODENAME", "HOME", "USER", "LOGNAME", "TMPDIR")  # from the job's start
 _KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

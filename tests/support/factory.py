@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from pathlib import Path
 
@@ -13,14 +12,11 @@ from autopilot.factory import Factory
 from panda_server.db import tables as t
 from panda_server.db.localpg import free_port
 from panda_server.settings import Settings
+from tests.support.pilots import utcnow
 
 # what our pilot gets in tests: quick to give up when there is no job, quick retries
 PILOT_ARGS = ("--getjob-sleep 0.2 -v 1 --update-interval 1 --update-attempts 3 --transfer-backoff 0.2 "
               "--min-free-mb 100 --max-jobs 10 --heartbeat 2")  # fmt: skip
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def factory_settings(server, db_url: str, base: Path, **overrides) -> Settings:
