@@ -47,11 +47,10 @@ def next_state(current: str, seen: BatchStatus | None, reported_exit: int | None
             return None  # batch systems may take a moment to show a new job
         return Change("lost", None, f"not known to {system} and no exit code reported")
     node = seen.workernode or None
+    code = seen.exit_code if seen.exit_code is not None else reported_exit
     if seen.state is BatchState.failed:
-        code = seen.exit_code if seen.exit_code is not None else reported_exit
         return Change("failed", code, f"{system}: {seen.info or 'failed'}", node)
     if seen.state is BatchState.done:
-        code = seen.exit_code if seen.exit_code is not None else reported_exit
         if code is None:
             return Change("failed", None, f"{system}: ended without an exit code", node)
         return _ended(code, node)
